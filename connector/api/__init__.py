@@ -1,0 +1,2 @@
+"""HTTP blueprints: actions (from manifests), meta (health, OpenAPI); hooks and triggers
+live in ``connector.trigger``'s blueprint. Shared request plumbing is in ``common``."""

@@ -1,0 +1,59 @@
+"""The seed actions, one route per action manifest, all served by one view factory."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from ..errors import InsufficientCredits, UpstreamError
+from ..manifests import Manifest
+from ..records import Page
+from .common import authenticate, count_request, json_body, services, unexpected, upstream_failure
+
+def provider_for_request():
+    """The provider this request names (X-Provider, X-Provider-Key) or the configured one."""
+    pool = services().providers
+    name = pool.resolve_name(request.headers.get("X-Provider"))
+    credentials = request.headers.get("X-Provider-Key") or None
+    return pool.get(name, credentials.strip() if credentials else None)
+
+
+def make_view(manifest: Manifest):
+    def view():
+        svc = services()
+        caller = authenticate()
+        body = json_body()
+        count_request(caller, manifest.key, body)
+        values = manifest.parse(body, request.headers)
+        handle = values.get("handle")
+        provider = None
+        try:
+            provider = provider_for_request()
+            if not svc.keys.reserve(caller, manifest.cost):
+                raise InsufficientCredits()
+            try:
+                result = getattr(provider, manifest.operation)(**manifest.provider_args(values))
+            except BaseException:
+                svc.keys.refund(caller, manifest.cost)
+                raise
+        except UpstreamError as exc:
+            raise upstream_failure(manifest, exc, handle, provider.secrets() if provider else ()) from None
+        except InsufficientCredits:
+            raise
+        except Exception as exc:  # a bug: the caller gets a reference, the log the detail
+            raise unexpected(manifest, exc) from None
+        svc.keys.record_spend(caller, manifest.key, values.get("requestSource", "API"), manifest.cost)
+        if isinstance(result, Page):
+            result = result.to_response(manifest.output["list"])
+        return jsonify(result)
+
+    view.__name__ = f"action_{manifest.key}"
+    return view
+
+
+def register(app, manifests: dict[str, Manifest]) -> None:
+    bp = Blueprint("actions", __name__)
+    for manifest in manifests.values():
+        if manifest.kind == "action":
+            bp.add_url_rule(manifest.route, endpoint=manifest.key, view_func=make_view(manifest),
+                            methods=["POST"])
+    app.register_blueprint(bp)

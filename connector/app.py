@@ -1,0 +1,104 @@
+"""``create_app()`` builds the whole service: settings, manifests, store, providers, routes.
+
+gunicorn serves ``connector.app:create_app()``; tests call ``create_app(settings)``.
+Start-up fails fast, with a message naming the file and field, when a manifest is invalid.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from flask import Flask, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .api import actions, meta
+from .api.common import Services, unexpected
+from .config import Settings
+from .errors import ConnectorError
+from .manifests import load_manifests
+from .providers import ProviderPool
+from .store import Store
+from .store.keys import KeyStore
+
+log = logging.getLogger("connector")
+
+
+def default_database_url(instance_path: str) -> str:
+    Path(instance_path).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{os.path.join(instance_path, 'connector.db')}"
+
+
+def build_services(settings: Settings, instance_path: str) -> Services:
+    manifests = load_manifests(settings.manifests_dir)
+    store = Store(settings.database_url or default_database_url(instance_path))
+    return Services(settings=settings, manifests=manifests, store=store,
+                    keys=KeyStore(store, settings.api_keys, settings.default_rate_limit),
+                    providers=ProviderPool(settings))
+
+
+def _http_error_message(exc: HTTPException, limit: int) -> str:
+    if exc.code == 404:
+        return f"No route {request.method} {request.path[:100]}. The routes are listed at /openapi.json."
+    if exc.code == 405:
+        allowed = ", ".join(sorted(set(exc.valid_methods or []) - {"HEAD", "OPTIONS"})) or "another method"
+        return f"Method {request.method} is not allowed on {request.path[:100]}; use {allowed}."
+    if exc.code == 413:
+        return f"Request body is too large: the limit is {limit // 1024} KB."
+    return exc.description or exc.name
+
+
+def create_app(test_config: Settings | dict | None = None) -> Flask:
+    app = Flask(__name__, instance_relative_config=True)
+    if isinstance(test_config, Settings):
+        settings = test_config
+    elif test_config and "settings" in test_config:
+        settings = test_config["settings"]
+    else:
+        settings = Settings.from_env()
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
+    app.json.sort_keys = False
+    if isinstance(test_config, dict):
+        app.config.update({k: v for k, v in test_config.items() if k != "settings"})
+
+    svc = build_services(settings, app.instance_path)
+    app.extensions["connector"] = svc
+
+    actions.register(app, svc.manifests)
+    app.register_blueprint(meta.bp)
+    try:
+        from .trigger import api as trigger_api
+    except ImportError:  # the trigger package is optional while it is being built
+        trigger_api = None
+    if trigger_api is not None:
+        trigger_api.register(app, svc.manifests)
+
+    @app.after_request
+    def rate_headers(response):
+        state = g.get("rate")
+        if state is not None:
+            response.headers["X-RateLimit-Limit"] = str(state.limit)
+            response.headers["X-RateLimit-Remaining"] = str(state.remaining)
+        return response
+
+    @app.errorhandler(ConnectorError)
+    def connector_error(exc: ConnectorError):
+        response = jsonify({"error": exc.message})
+        response.status_code = exc.status
+        response.headers.update(exc.headers)
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        response = jsonify({"error": _http_error_message(exc, settings.max_body_bytes)})
+        response.status_code = exc.code or 500
+        if exc.code == 405 and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def unhandled(exc: Exception):
+        return connector_error(unexpected(None, exc))
+
+    return app

@@ -1,0 +1,132 @@
+"""Settings read from the environment once, then passed around explicitly.
+
+Nothing reads ``os.environ`` after :meth:`Settings.from_env`; tests build a
+``Settings`` directly (or through ``create_app(test_config=...)``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+PROVIDER_NAMES = ("dumpling", "socialfetch", "tiktok_research", "demo")
+# Default provider: the first of these that has credentials (contract section 2).
+CREDENTIALED_PROVIDERS = ("dumpling", "socialfetch", "tiktok_research")
+
+# 30 s, 2 min, 10 min, 30 min, 1 h, 3 h, 6 h, then every 12 h: 24 attempts over ~77 h.
+DEFAULT_RETRY_SCHEDULE = (30, 120, 600, 1800, 3600, 10800, 21600) + (43200,) * 6
+
+MANIFESTS_DIR = Path(__file__).resolve().parent.parent / "manifests"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    provider: str | None = None
+    dumpling_api_key: str | None = None
+    dumpling_base_url: str = "https://app.dumplingai.com"
+    socialfetch_api_key: str | None = None
+    socialfetch_base_url: str = "https://api.socialfetch.dev"
+    tiktok_client_key: str | None = None
+    tiktok_client_secret: str | None = None
+    tiktok_base_url: str = "https://open.tiktokapis.com"
+    database_url: str | None = None
+    api_keys: tuple[str, ...] = ()
+    secret_key: str | None = None
+    allow_private_targets: bool = False
+    poll_interval: int = 300
+    webhook_retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
+    default_rate_limit: int = 120
+    max_body_bytes: int = 64 * 1024
+    upstream_connect_timeout: float = 5.0
+    upstream_read_timeout: float = 20.0
+    upstream_deadline: float = 25.0
+    upstream_max_attempts: int = 3
+    manifests_dir: Path = MANIFESTS_DIR
+    extra: Mapping[str, object] = field(default_factory=dict)
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    def has_credentials(self, provider: str) -> bool:
+        if provider == "dumpling":
+            return bool(self.dumpling_api_key)
+        if provider == "socialfetch":
+            return bool(self.socialfetch_api_key)
+        if provider == "tiktok_research":
+            return bool(self.tiktok_client_key and self.tiktok_client_secret)
+        return provider == "demo"
+
+    @property
+    def default_provider(self) -> str | None:
+        """The provider used when a request names none, or None when nothing is configured."""
+        if self.provider:
+            return self.provider
+        for name in CREDENTIALED_PROVIDERS:
+            if self.has_credentials(name):
+                return name
+        return None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+
+        def text(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        def number(name: str, default, kind=int, minimum=0):
+            raw = text(name)
+            if raw is None:
+                return default
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ConfigError(f"{name} must be a number, got {raw!r}.") from None
+            if value < minimum:
+                raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}.")
+            return value
+
+        provider = text("CONNECTOR_PROVIDER")
+        if provider is not None and provider not in PROVIDER_NAMES:
+            raise ConfigError(
+                f"CONNECTOR_PROVIDER must be one of {', '.join(PROVIDER_NAMES)}, got {provider!r}."
+            )
+        schedule = DEFAULT_RETRY_SCHEDULE
+        raw_schedule = text("CONNECTOR_WEBHOOK_RETRY_SCHEDULE")
+        if raw_schedule is not None:
+            try:
+                schedule = tuple(int(part) for part in raw_schedule.split(",") if part.strip())
+            except ValueError:
+                schedule = ()
+            if not schedule or min(schedule) < 0:
+                raise ConfigError(
+                    "CONNECTOR_WEBHOOK_RETRY_SCHEDULE must be comma-separated whole seconds, "
+                    f"e.g. 30,120,600; got {raw_schedule!r}."
+                )
+        api_keys = tuple(k.strip() for k in (text("CONNECTOR_API_KEYS") or "").split(",") if k.strip())
+        return cls(
+            provider=provider,
+            dumpling_api_key=text("DUMPLING_API_KEY"),
+            dumpling_base_url=(text("DUMPLING_BASE_URL") or cls.dumpling_base_url).rstrip("/"),
+            socialfetch_api_key=text("SOCIALFETCH_API_KEY"),
+            socialfetch_base_url=(text("SOCIALFETCH_BASE_URL") or cls.socialfetch_base_url).rstrip("/"),
+            tiktok_client_key=text("TIKTOK_CLIENT_KEY"),
+            tiktok_client_secret=text("TIKTOK_CLIENT_SECRET"),
+            tiktok_base_url=(text("TIKTOK_BASE_URL") or cls.tiktok_base_url).rstrip("/"),
+            database_url=text("CONNECTOR_DATABASE_URL"),
+            api_keys=api_keys,
+            secret_key=text("CONNECTOR_SECRET_KEY"),
+            allow_private_targets=text("CONNECTOR_ALLOW_PRIVATE_TARGETS") in ("1", "true", "yes"),
+            poll_interval=number("CONNECTOR_POLL_INTERVAL", 300, minimum=1),
+            webhook_retry_schedule=schedule,
+            default_rate_limit=number("CONNECTOR_DEFAULT_RATE_LIMIT", 120, minimum=1),
+            max_body_bytes=number("CONNECTOR_MAX_BODY_BYTES", 64 * 1024, minimum=1024),
+            upstream_deadline=number("CONNECTOR_UPSTREAM_DEADLINE", 25.0, kind=float, minimum=1),
+        )

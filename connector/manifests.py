@@ -1,0 +1,248 @@
+"""Manifests: loaded and validated once, then turned into request validators.
+
+``load_manifests(dir)`` checks every ``*.json`` against ``manifests/schema.json`` and a few
+rules the schema cannot express, and stops with a :class:`ManifestError` naming the file
+and the field. ``Manifest.parse(body, headers)`` validates a request body with a
+marshmallow schema built from the manifest's inputs and returns the provider arguments.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import marshmallow
+from marshmallow import fields as mfields
+
+from .errors import BadRequest
+from .handles import normalize_handle
+
+__all__ = ["Manifest", "ManifestError", "load_manifests"]
+
+
+class ManifestError(Exception):
+    """A manifest is invalid; the message names the file and the field."""
+
+
+class _Invalid(marshmallow.ValidationError):
+    pass
+
+
+class _Field(mfields.Field):
+    """A manifest input: one message for anything wrong with it, so callers know what to send."""
+
+    def __init__(self, spec: dict, **kwargs):
+        super().__init__(**kwargs)
+        self.spec = spec
+
+    @property
+    def explain(self) -> str:
+        s, key = self.spec, self.spec["key"]
+        if s.get("message"):
+            return s["message"]
+        if s["type"] == "integer":
+            lo, hi = s.get("minimum"), s.get("maximum")
+            if lo is not None and hi is not None:
+                return f"'{key}' must be a whole number from {lo} to {hi}."
+            return f"'{key}' must be a whole number."
+        if s["type"] == "enum":
+            return f"'{key}' must be one of: {', '.join(s['choices'])}."
+        if s["type"] == "cursor":
+            return (f"'{key}' must be the minCursor of a previous response "
+                    "(a non-negative number or a cursor string).")
+        if s["type"] == "boolean":
+            return f"'{key}' must be true or false."
+        return f"'{key}' must be a non-empty string of at most {s.get('maxLength', 1000)} characters."
+
+    def _fail(self):
+        raise _Invalid(self.explain)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        s = self.spec
+        kind = s["type"]
+        if kind == "integer":
+            if isinstance(value, bool):
+                self._fail()
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                value = int(value.strip())
+            if not isinstance(value, int):
+                self._fail()
+            if s.get("minimum") is not None and value < s["minimum"]:
+                self._fail()
+            if s.get("maximum") is not None and value > s["maximum"]:
+                self._fail()
+            return value
+        if kind == "boolean":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            self._fail()
+        if kind == "cursor":
+            if isinstance(value, bool):
+                self._fail()
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if isinstance(value, int):
+                if value < 0:
+                    self._fail()
+                return value
+            if isinstance(value, str) and 0 < len(value) <= s.get("maxLength", 512) and value.isprintable():
+                return int(value) if value.isdigit() and len(value) < 19 else value
+            self._fail()
+        # string and enum
+        if not isinstance(value, str) or not value.strip():
+            self._fail()
+        if len(value) > s.get("maxLength", 1000):
+            self._fail()
+        if kind == "enum":
+            if value not in s["choices"]:
+                self._fail()
+        return value
+
+
+@dataclass
+class Manifest:
+    key: str
+    data: dict
+    path: Path
+    schema: marshmallow.Schema = field(repr=False, default=None)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.data[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def inputs(self) -> list[dict]:
+        return self.data["inputs"]
+
+    @property
+    def input_keys(self) -> list[str]:
+        return [spec["key"] for spec in self.inputs]
+
+    def parse(self, body: Any, headers: dict | None = None) -> dict:
+        """Validate a request body; return ``{input key: value}`` with defaults applied.
+
+        Raises :class:`BadRequest` with a message that says what to fix.
+        """
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise BadRequest("Request body must be a JSON object, for example "
+                             '{"handle": "stoolpresidente"}.')
+        unknown = [k for k in body if k not in self.input_keys]
+        if unknown:
+            raise BadRequest(f"Unknown field '{str(unknown[0])[:60]}'. Allowed fields: "
+                             f"{', '.join(self.input_keys)}.")
+        data = {}
+        for spec in self.inputs:
+            value = body.get(spec["key"])
+            if value is None and spec.get("header") and headers:
+                value = headers.get(spec["header"])
+            # Zapier and Make send empty optional fields as "" or null: treat them as absent.
+            if value is None or (value == "" and not spec["required"]):
+                continue
+            data[spec["key"]] = value
+        try:
+            values = self.schema.load(data)
+        except marshmallow.ValidationError as exc:
+            raise BadRequest(_first_message(exc.messages)) from None
+        for spec in self.inputs:
+            if spec["key"] not in values and "default" in spec:
+                values[spec["key"]] = spec["default"]
+            if spec.get("format") == "tiktok_handle" and spec["key"] in values:
+                handle = normalize_handle(values[spec["key"]])
+                if handle is None:
+                    raise BadRequest(self.errors["could_not_process"].format(handle=""))
+                values[spec["key"]] = handle
+        return values
+
+    def provider_args(self, values: dict) -> dict:
+        """Map validated inputs to the provider method's argument names."""
+        out = {}
+        for spec in self.inputs:
+            if spec["key"] in values:
+                out[spec.get("param", spec["key"])] = values[spec["key"]]
+        return out
+
+
+def _first_message(messages) -> str:
+    while isinstance(messages, (dict, list)):
+        messages = next(iter(messages.values())) if isinstance(messages, dict) else messages[0]
+    return str(messages)
+
+
+def _build_schema(manifest: dict) -> marshmallow.Schema:
+    attrs = {}
+    for spec in manifest["inputs"]:
+        missing_message = spec.get("message") or f"'{spec['key']}' is required."
+        attrs[spec["key"]] = _Field(spec, required=spec["required"],
+                                    error_messages={"required": missing_message, "null": missing_message})
+    schema_cls = marshmallow.Schema.from_dict(attrs, name=f"{manifest['key']}_request")
+    return schema_cls(unknown=marshmallow.RAISE)
+
+
+def _schema_validator(schema_path: Path) -> jsonschema.Draft202012Validator:
+    try:
+        schema = json.loads(schema_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ManifestError(f"{schema_path}: cannot read the manifest schema: {exc}") from None
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _check_rules(data: dict, path: Path) -> None:
+    """What the JSON Schema cannot say."""
+    keys = [spec["key"] for spec in data["inputs"]]
+    for i, key in enumerate(keys):
+        if key in keys[:i]:
+            raise ManifestError(f"{path.name}: inputs/{i}/key: duplicate input {key!r}")
+    if data["key"] != path.stem:
+        raise ManifestError(f"{path.name}: key: {data['key']!r} must match the file name {path.stem!r}")
+    for i, spec in enumerate(data["inputs"]):
+        if "default" in spec and spec["type"] == "enum" and spec["default"] not in spec["choices"]:
+            raise ManifestError(f"{path.name}: inputs/{i}/default: {spec['default']!r} is not one of the choices")
+    for name, message in data["errors"].items():
+        try:
+            message.format(handle="h", detail="d", provider="p")
+        except (KeyError, IndexError, ValueError):
+            raise ManifestError(f"{path.name}: errors/{name}: only {{handle}}, {{detail}} and "
+                                "{provider} may be used as placeholders") from None
+
+
+def load_manifests(directory: Path | str) -> dict[str, Manifest]:
+    """Load and validate every manifest in ``directory``; keyed by manifest key."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ManifestError(f"{directory}: manifests folder not found (set CONNECTOR_MANIFESTS_DIR?)")
+    validator = _schema_validator(directory / "schema.json")
+    manifests: dict[str, Manifest] = {}
+    routes: dict[str, str] = {}
+    for path in sorted(directory.glob("*.json")):
+        if path.name == "schema.json":
+            continue
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ManifestError(f"{path.name}: not valid JSON: {exc}") from None
+        errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+        if errors:
+            err = errors[0]
+            where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+            raise ManifestError(f"{path.name}: {where}: {err.message}")
+        _check_rules(data, path)
+        for route in (data["route"], data.get("hooks", {}).get("route")):
+            if route and route in routes:
+                raise ManifestError(f"{path.name}: route: {route} is already used by {routes[route]}")
+            if route:
+                routes[route] = path.name
+        manifests[data["key"]] = Manifest(key=data["key"], data=data, path=path, schema=_build_schema(data))
+    if not manifests:
+        raise ManifestError(f"{directory}: no manifests found")
+    return manifests

@@ -1,0 +1,114 @@
+"""Resilient upstream HTTP, shared by every network provider.
+
+One pooled :class:`httpx.Client` per provider instance; connect and read timeouts; bounded
+retries with exponential backoff and full jitter on 429, 5xx, timeouts and connection
+errors; ``Retry-After`` honoured; everything inside a per-request deadline so a caller
+(Zapier allows 30 s) gets an answer in time. The status of the final response is left to
+the provider to read; transport failures become ``UpstreamError("unavailable")``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from ..config import Settings
+from ..errors import UpstreamError, redact
+
+log = logging.getLogger("connector.upstream")
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 3
+    backoff_base: float = 0.25
+    backoff_cap: float = 4.0
+    deadline: float = 25.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return retry_after
+        return random.uniform(0, min(self.backoff_cap, self.backoff_base * (2 ** attempt)))
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class UpstreamHTTP:
+    """``request()`` returns the final ``httpx.Response`` (maybe an error status) or raises
+    ``UpstreamError`` for transport failures that outlived the retries."""
+
+    def __init__(self, base_url: str, *, provider: str, headers: dict | None = None,
+                 settings: Settings | None = None, policy: RetryPolicy | None = None,
+                 transport: httpx.BaseTransport | None = None, secrets: tuple[str, ...] = ()):
+        settings = settings or Settings()
+        self.provider = provider
+        self.secrets = secrets
+        self.policy = policy or RetryPolicy(max_attempts=settings.upstream_max_attempts,
+                                            deadline=settings.upstream_deadline)
+        self.client = httpx.Client(
+            base_url=base_url,
+            headers={"User-Agent": "tiktok-connector/0.1", **(headers or {})},
+            timeout=httpx.Timeout(settings.upstream_read_timeout, connect=settings.upstream_connect_timeout),
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            follow_redirects=False,
+            transport=transport,
+        )
+        self.sleep = time.sleep
+
+    def request(self, method: str, url: str, **kwargs) -> httpx.Response:
+        policy = self.policy
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            remaining = policy.deadline - (time.monotonic() - started)
+            timeout = httpx.Timeout(min(self.client.timeout.read or remaining, remaining),
+                                    connect=min(self.client.timeout.connect or remaining, remaining))
+            try:
+                response = self.client.request(method, url, timeout=timeout, **kwargs)
+            except httpx.TimeoutException as exc:
+                failure, response = UpstreamError("unavailable", f"timeout: {type(exc).__name__}",
+                                                  provider=self.provider), None
+            except httpx.TransportError as exc:
+                failure, response = UpstreamError("unavailable", f"transport: {type(exc).__name__}: {exc}",
+                                                  provider=self.provider), None
+            else:
+                if response.status_code not in RETRY_STATUSES:
+                    return response
+                failure = None
+            attempt += 1
+            retry_after = parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
+            delay = policy.delay(attempt, retry_after)
+            elapsed = time.monotonic() - started
+            if attempt >= policy.max_attempts or elapsed + delay >= policy.deadline - 0.5:
+                if failure is not None:
+                    failure.detail = redact(failure.detail, self.secrets)
+                    raise failure
+                if retry_after is not None:
+                    response.extensions["retry_after"] = retry_after
+                return response
+            log.info("retrying %s %s after %s (attempt %d, waiting %.2fs)", self.provider, url,
+                     response.status_code if response is not None else failure.detail, attempt, delay)
+            self.sleep(delay)
+
+    def close(self) -> None:
+        self.client.close()

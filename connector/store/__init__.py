@@ -1,0 +1,62 @@
+"""The database: one engine, SQLite by default, PostgreSQL by URL.
+
+``Store(url)`` creates the engine and the tables. Queries live beside the tables they use
+(``keys.py`` for caller keys, credits and rate limits).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from .schema import metadata
+
+__all__ = ["Store", "metadata", "upsert"]
+
+
+def _sqlite_pragmas(dbapi_connection, _record):
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Store:
+    def __init__(self, url: str):
+        self.url = url
+        if url.startswith("sqlite"):
+            self.engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+                                           pool_size=20, max_overflow=20)
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self.dialect = self.engine.dialect.name
+        self.create_tables()
+
+    def create_tables(self) -> None:
+        # Import the modules that define tables on the shared metadata.
+        from . import schema  # noqa: F401
+
+        try:
+            from ..trigger import tables  # noqa: F401
+        except ImportError:
+            pass
+        metadata.create_all(self.engine)
+
+    def begin(self):
+        return self.engine.begin()
+
+    def connect(self):
+        return self.engine.connect()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def upsert(dialect: str, table: sa.Table, values: dict, keys: list[str], updates: dict):
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE SET updates`` for SQLite and PostgreSQL."""
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table).values(**values)
+    return stmt.on_conflict_do_update(index_elements=keys, set_=updates)
