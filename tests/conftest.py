@@ -101,7 +101,7 @@ def serve():
     def start(app_or_settings) -> LiveServer:
         app = app_or_settings if hasattr(app_or_settings, "wsgi_app") else create_app(app_or_settings)
         server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()
         live = LiveServer(app=app, url=f"http://127.0.0.1:{server.server_port}", server=server, thread=thread)
         servers.append(live)

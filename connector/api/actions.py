@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from ..errors import InsufficientCredits, UpstreamError
+from ..errors import ConnectorError, InsufficientCredits, UpstreamError
 from ..manifests import Manifest
 from ..records import Page
 from .common import authenticate, count_request, json_body, services, unexpected, upstream_failure
@@ -12,9 +12,9 @@ from .common import authenticate, count_request, json_body, services, unexpected
 def provider_for_request():
     """The provider this request names (X-Provider, X-Provider-Key) or the configured one."""
     pool = services().providers
-    name = pool.resolve_name(request.headers.get("X-Provider"))
-    credentials = request.headers.get("X-Provider-Key") or None
-    return pool.get(name, credentials.strip() if credentials else None)
+    credentials = (request.headers.get("X-Provider-Key") or "").strip() or None
+    name = pool.resolve_name(request.headers.get("X-Provider"), credentials)
+    return pool.get(name, credentials)
 
 
 def make_view(manifest: Manifest):
@@ -37,7 +37,7 @@ def make_view(manifest: Manifest):
                 raise
         except UpstreamError as exc:
             raise upstream_failure(manifest, exc, handle, provider.secrets() if provider else ()) from None
-        except InsufficientCredits:
+        except ConnectorError:
             raise
         except Exception as exc:  # a bug: the caller gets a reference, the log the detail
             raise unexpected(manifest, exc) from None

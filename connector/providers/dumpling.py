@@ -89,6 +89,9 @@ class DumplingProvider(Provider):
             kind = "unavailable"
         elif status == 500 and "not configured" in text.lower():
             kind = "unavailable"
+        elif status == 503:
+            # The seed documents 503 as "Rate limit exceeded with an upstream service".
+            kind = "rate_limited"
         raise UpstreamError(kind, f"HTTP {status}: {text}", provider=self.name,
                             retry_after=response.extensions.get("retry_after"))
 
