@@ -9,8 +9,8 @@ the dict of manifest key -> manifest data; loaded ``Manifest`` objects are accep
 
 from __future__ import annotations
 
-from . import openapi, zapier
+from . import make, openapi, zapier
 
 __all__ = ["EXPORTERS"]
 
-EXPORTERS = {"zapier": zapier, "openapi": openapi}
+EXPORTERS = {"zapier": zapier, "make": make, "openapi": openapi}
