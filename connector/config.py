@@ -48,6 +48,8 @@ class Settings:
     upstream_read_timeout: float = 20.0
     upstream_deadline: float = 25.0
     upstream_max_attempts: int = 3
+    upstream_backoff_base: float = 0.25  # seconds; retries wait up to base * 2**attempt (full jitter)
+    upstream_backoff_cap: float = 4.0
     manifests_dir: Path = MANIFESTS_DIR
     extra: Mapping[str, object] = field(default_factory=dict)
 

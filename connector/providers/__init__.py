@@ -15,9 +15,13 @@ from ..errors import BadRequest, UpstreamError
 from .base import Provider
 from .demo import DemoProvider
 from .dumpling import DumplingProvider
+from .socialfetch import SocialFetchProvider
+from .tiktok_research import TikTokResearchProvider
 
 PROVIDERS: dict[str, type[Provider]] = {
     "dumpling": DumplingProvider,
+    "socialfetch": SocialFetchProvider,
+    "tiktok_research": TikTokResearchProvider,
     "demo": DemoProvider,
 }
 
@@ -31,15 +35,22 @@ class ProviderPool:
         self._cache: OrderedDict[tuple, Provider] = OrderedDict()
         self._lock = threading.Lock()
 
-    def resolve_name(self, requested: str | None) -> str:
-        """The provider to use: the one requested (X-Provider) or the configured default."""
-        if requested:
+    def resolve_name(self, requested: str | None, credentials: str | None = None) -> str:
+        """The provider to use: the one requested (X-Provider) or the configured default.
+
+        A caller key without a provider name goes to the default provider; with no default
+        it cannot be placed, which is the caller's to fix (400), not the operator's (500).
+        """
+        if requested and requested.strip():
             name = requested.strip().lower()
             if name not in PROVIDERS:
                 raise BadRequest(f"Unknown provider '{requested[:40]}' in X-Provider. "
                                  f"Use one of: {', '.join(PROVIDERS)}.")
             return name
         name = self.settings.default_provider
+        if (name is None or name not in PROVIDERS) and credentials:
+            raise BadRequest("X-Provider-Key was sent without X-Provider: name its provider, "
+                             f"one of: {', '.join(PROVIDERS)}.")
         if name is None or name not in PROVIDERS:
             raise UpstreamError("not_configured", "no provider has credentials")
         return name

@@ -18,6 +18,9 @@ class Provider:
     name: ClassVar[str]
     # Whether the provider's cursor is a number (seed: minTime is a number) or opaque.
     numeric_cursor: ClassVar[bool] = True
+    # Upstream credits one list page costs, for walks' progress when a page does not say
+    # (``Page.meta["creditsCharged"]``); None when the upstream sells no credits.
+    page_credits: ClassVar[int | None] = None
 
     @classmethod
     def from_settings(cls, settings: Settings, credentials: str | None = None) -> "Provider":

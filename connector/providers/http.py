@@ -4,13 +4,19 @@ One pooled :class:`httpx.Client` per provider instance; connect and read timeout
 retries with exponential backoff and full jitter on 429, 5xx, timeouts and connection
 errors; ``Retry-After`` honoured; everything inside a per-request deadline so a caller
 (Zapier allows 30 s) gets an answer in time. The status of the final response is left to
-the provider to read; transport failures become ``UpstreamError("unavailable")``.
+the provider to read; transport failures become ``UpstreamError("unavailable")`` and a body
+that cannot be decoded ``UpstreamError("invalid_data")``.
+
+:func:`read_json` is the one way providers parse a 200: anything but a JSON object is
+``invalid_data`` (the seed's 502), never an exception that would surface as a 500.
 """
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -23,6 +29,7 @@ from ..errors import UpstreamError, redact
 log = logging.getLogger("connector.upstream")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 86400.0  # a day: anything longer (or not a finite number) is treated as a day
 
 
 @dataclass(frozen=True)
@@ -43,14 +50,30 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # "-0000" dates: HTTP dates are always UTC
+            when = when.replace(tzinfo=datetime.timezone.utc)
+        seconds = when.timestamp() - time.time()
+    if math.isnan(seconds):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    # "inf", "1e400" or a date years ahead must not overflow int() further down.
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
+
+
+def read_json(response: httpx.Response, what: str, provider: str) -> dict:
+    """The body of a 200 as a dict, or ``UpstreamError("invalid_data")``."""
+    try:
+        data = response.json()
+    except (ValueError, UnicodeDecodeError):
+        raise UpstreamError("invalid_data", f"non-JSON body from {what}", provider=provider) from None
+    if not isinstance(data, dict):
+        raise UpstreamError("invalid_data", f"{what} body is not a JSON object", provider=provider)
+    return data
 
 
 class UpstreamHTTP:
@@ -63,7 +86,9 @@ class UpstreamHTTP:
         settings = settings or Settings()
         self.provider = provider
         self.secrets = secrets
-        self.policy = policy or RetryPolicy(max_attempts=settings.upstream_max_attempts,
+        self.policy = policy or RetryPolicy(max_attempts=max(1, settings.upstream_max_attempts),
+                                            backoff_base=settings.upstream_backoff_base,
+                                            backoff_cap=settings.upstream_backoff_cap,
                                             deadline=settings.upstream_deadline)
         self.client = httpx.Client(
             base_url=base_url,
@@ -81,6 +106,7 @@ class UpstreamHTTP:
         attempt = 0
         while True:
             remaining = policy.deadline - (time.monotonic() - started)
+            # Every attempt (connect + read) must end inside the deadline.
             timeout = httpx.Timeout(min(self.client.timeout.read or remaining, remaining),
                                     connect=min(self.client.timeout.connect or remaining, remaining))
             try:
@@ -91,6 +117,13 @@ class UpstreamHTTP:
             except httpx.TransportError as exc:
                 failure, response = UpstreamError("unavailable", f"transport: {type(exc).__name__}: {exc}",
                                                   provider=self.provider), None
+            except httpx.DecodingError as exc:
+                # A body that does not decode (bad gzip, bad charset) will not decode next time either.
+                raise UpstreamError("invalid_data", redact(f"undecodable body: {exc}", self.secrets),
+                                    provider=self.provider) from None
+            except (httpx.HTTPError, httpx.InvalidURL) as exc:
+                raise UpstreamError("fetch_error", redact(f"{type(exc).__name__}: {exc}", self.secrets),
+                                    provider=self.provider) from None
             else:
                 if response.status_code not in RETRY_STATUSES:
                     return response
@@ -99,7 +132,8 @@ class UpstreamHTTP:
             retry_after = parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
             delay = policy.delay(attempt, retry_after)
             elapsed = time.monotonic() - started
-            if attempt >= policy.max_attempts or elapsed + delay >= policy.deadline - 0.5:
+            margin = min(0.5, policy.deadline / 10)  # time the next attempt needs at the very least
+            if attempt >= policy.max_attempts or elapsed + delay >= policy.deadline - margin:
                 if failure is not None:
                     failure.detail = redact(failure.detail, self.secrets)
                     raise failure
@@ -107,7 +141,8 @@ class UpstreamHTTP:
                     response.extensions["retry_after"] = retry_after
                 return response
             log.info("retrying %s %s after %s (attempt %d, waiting %.2fs)", self.provider, url,
-                     response.status_code if response is not None else failure.detail, attempt, delay)
+                     response.status_code if response is not None else redact(failure.detail, self.secrets),
+                     attempt, delay)
             self.sleep(delay)
 
     def close(self) -> None:
