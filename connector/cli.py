@@ -175,6 +175,8 @@ def manifests_check(directory):
         click.echo(f"ok  {manifest.path.name:<22} {manifest.kind:<8} {manifest.route}")
     click.echo(f"{len(loaded)} manifests valid.")
 
+from .walk import followers_command; main.add_command(followers_command)  # noqa: E402,E702
+
 
 if __name__ == "__main__":
     main()
