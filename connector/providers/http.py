@@ -115,7 +115,8 @@ class UpstreamHTTP:
                 failure, response = UpstreamError("unavailable", f"timeout: {type(exc).__name__}",
                                                   provider=self.provider), None
             except httpx.TransportError as exc:
-                failure, response = UpstreamError("unavailable", f"transport: {type(exc).__name__}: {exc}",
+                failure, response = UpstreamError("unavailable", redact(f"transport: {type(exc).__name__}: {exc}",
+                                                                        self.secrets),
                                                   provider=self.provider), None
             except httpx.DecodingError as exc:
                 # A body that does not decode (bad gzip, bad charset) will not decode next time either.
@@ -135,13 +136,12 @@ class UpstreamHTTP:
             margin = min(0.5, policy.deadline / 10)  # time the next attempt needs at the very least
             if attempt >= policy.max_attempts or elapsed + delay >= policy.deadline - margin:
                 if failure is not None:
-                    failure.detail = redact(failure.detail, self.secrets)
                     raise failure
                 if retry_after is not None:
                     response.extensions["retry_after"] = retry_after
                 return response
             log.info("retrying %s %s after %s (attempt %d, waiting %.2fs)", self.provider, url,
-                     response.status_code if response is not None else redact(failure.detail, self.secrets),
+                     response.status_code if response is not None else failure.detail,
                      attempt, delay)
             self.sleep(delay)
 
