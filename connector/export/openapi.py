@@ -1,11 +1,15 @@
-"""OpenAPI 3.1 document of the service, generated from the manifests."""
+"""OpenAPI 3.1 document of the service, generated from the manifests.
+
+Every route is described: the actions, each trigger's polling route and REST-hook routes
+(from the manifest's ``hooks``), ``/healthz`` and ``/openapi.json``, with request and
+response schemas and every error status a caller can meet.
+"""
 
 from __future__ import annotations
 
-import json
-
 from .. import __version__
 from ..errors import UPSTREAM_STATUS
+from .common import PROVIDER_NAMES, as_data, dump_json
 
 JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean",
               "datetime": "string", "enum": "string"}
@@ -69,13 +73,18 @@ def response_schema(manifest: dict) -> dict:
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
-def error_responses(manifest: dict) -> dict:
+def error_responses(manifest: dict | None, extra: dict[int, list[str]] | None = None) -> dict:
+    """Error responses of an authenticated route; ``manifest`` adds its upstream failures."""
     statuses: dict[int, list[str]] = {401: ["API key is invalid or missing."],
                                       403: ["Insufficient credits. Please top up your account."],
+                                      405: ["Method not allowed."],
                                       413: ["Request body is too large."],
-                                      429: ["Rate limit exceeded. Please try again later."]}
+                                      429: ["Rate limit exceeded. Please try again later."],
+                                      500: ["An unexpected server error occurred."]}
     statuses.setdefault(400, []).append("Invalid JSON in request body")
-    for kind, message in manifest["errors"].items():
+    for status, messages in (extra or {}).items():
+        statuses.setdefault(status, []).extend(messages)
+    for kind, message in (manifest or {}).get("errors", {}).items():
         statuses.setdefault(UPSTREAM_STATUS.get(kind, 500), []).append(message)
     out = {}
     for status in sorted(statuses):
@@ -95,6 +104,15 @@ RATE_HEADERS = {
 }
 
 
+PROVIDER_HEADERS = [
+    {"name": "X-Provider", "in": "header", "required": False,
+     "schema": {"type": "string", "enum": list(PROVIDER_NAMES)},
+     "description": "Use this provider instead of the configured one."},
+    {"name": "X-Provider-Key", "in": "header", "required": False, "schema": {"type": "string"},
+     "description": "The provider key to use (for tiktok_research `client_key:client_secret`)."},
+]
+
+
 def action_operation(manifest: dict) -> dict:
     return {
         "operationId": manifest["key"],
@@ -102,13 +120,7 @@ def action_operation(manifest: dict) -> dict:
         "description": f"{manifest['description']} Costs {manifest['cost']} credit"
                        f"{'' if manifest['cost'] == 1 else 's'} per successful request.",
         "tags": ["actions" if manifest["kind"] == "action" else "triggers"],
-        "parameters": [
-            {"name": "X-Provider", "in": "header", "required": False,
-             "schema": {"type": "string", "enum": ["dumpling", "socialfetch", "tiktok_research", "demo"]},
-             "description": "Use this provider instead of the configured one."},
-            {"name": "X-Provider-Key", "in": "header", "required": False, "schema": {"type": "string"},
-             "description": "The provider key to use (for tiktok_research `client_key:client_secret`)."},
-        ],
+        "parameters": PROVIDER_HEADERS,
         "requestBody": {"required": True, "content": {"application/json": {
             "schema": request_schema(manifest), "example": {s["key"]: s["example"] for s in manifest["inputs"] if "example" in s}}}},
         "responses": {
@@ -119,21 +131,130 @@ def action_operation(manifest: dict) -> dict:
     }
 
 
-def build(manifests: dict) -> dict:
+def event_schema(manifest: dict) -> dict:
+    schema = fields_schema(manifest["output"]["fields"])
+    schema["required"] = [manifest["output"].get("id", "id")]
+    return schema
+
+
+def json_content(schema: dict, example=None) -> dict:
+    content = {"schema": schema}
+    if example is not None:
+        content["example"] = example
+    return {"application/json": content}
+
+
+def polling_operation(manifest: dict) -> dict:
+    """A trigger's polling route: newest events first; Zapier gets a bare array."""
+    event = {"$ref": f"#/components/schemas/{_event_name(manifest)}"}
+    op = action_operation(manifest)
+    op["description"] = (f"{manifest['description']} Returns the newest events first: a bare JSON array "
+                         "when requestSource is ZAPIER, otherwise {\"events\": [...]}. The first call for "
+                         "a handle starts a watch and returns its most recent followers as sample events.")
+    op["responses"]["200"]["content"] = json_content(
+        {"oneOf": [{"type": "array", "items": event},
+                   {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": event}}}]},
+        {"events": [manifest["sample"]]})
+    return op
+
+
+def _event_name(manifest: dict) -> str:
+    return "".join(part.title() for part in manifest["key"].split("_")) + "Event"
+
+
+HOOK_SCHEMA = {
+    "type": "object",
+    "required": ["id", "event", "handle", "targetUrl", "createdAt"],
+    "properties": {
+        "id": {"type": "string"}, "event": {"type": "string"}, "handle": {"type": "string"},
+        "targetUrl": {"type": "string"}, "createdAt": {"type": ["string", "null"]},
+        "secret": {"type": "string", "description": "Standard Webhooks signing secret (whsec_...); shown on creation only."},
+        "status": {"type": "string"}, "provider": {"type": ["string", "null"]},
+        "lastPollAt": {"type": ["string", "null"]}, "nextPollAt": {"type": ["string", "null"]},
+        "lastError": {"type": ["string", "null"]}, "creditsSpent": {"type": ["integer", "null"]},
+    },
+}
+NOT_FOUND_HOOK = {404: ["No hook with this id for this API key."]}
+
+
+def hook_operations(manifest: dict) -> dict[str, dict]:
+    hooks = manifest["hooks"]
+    handle = next(spec for spec in manifest["inputs"] if spec["key"] == "handle")
+    hook_ref = {"$ref": "#/components/schemas/Hook"}
+    create_body = {"type": "object", "additionalProperties": False, "required": ["event", "handle", "targetUrl"],
+                   "properties": {"event": {"type": "string", "enum": [hooks["event"]]},
+                                  "handle": input_schema(handle),
+                                  "targetUrl": {"type": "string", "format": "uri",
+                                                "description": "Where each event is POSTed (https)."}}}
+    hook_id = [{"name": "hookId", "in": "path", "required": True, "schema": {"type": "string"}}]
+    tag = ["hooks"]
+    return {
+        hooks["route"]: {
+            "post": {"operationId": f"{manifest['key']}_subscribe", "summary": f"Subscribe to {manifest['label']}",
+                     "description": "Creates a REST hook: each new event is POSTed to targetUrl with Standard "
+                                    "Webhooks signature headers. Followers that exist now never fire.",
+                     "tags": tag, "parameters": PROVIDER_HEADERS,
+                     "requestBody": {"required": True, "content": json_content(
+                         create_body, {"event": hooks["event"], "handle": handle.get("example", "name"),
+                                       "targetUrl": "https://hooks.example.com/tiktok"})},
+                     "responses": {"201": {"description": "Subscribed", "headers": RATE_HEADERS,
+                                           "content": json_content(hook_ref)},
+                                   **error_responses(manifest)}},
+            "get": {"operationId": f"{manifest['key']}_list_hooks", "summary": "List your hooks",
+                    "tags": tag,
+                    "responses": {"200": {"description": "The caller's hooks", "headers": RATE_HEADERS,
+                                          "content": json_content({"type": "object", "required": ["hooks"],
+                                                                   "properties": {"hooks": {"type": "array",
+                                                                                            "items": hook_ref}}})},
+                                  **error_responses(None)}},
+        },
+        hooks["route"] + "/{hookId}": {
+            "get": {"operationId": f"{manifest['key']}_get_hook", "summary": "A hook's status",
+                    "description": "Status, last poll, last error, credits spent and recent deliveries.",
+                    "tags": tag, "parameters": hook_id,
+                    "responses": {"200": {"description": "The hook", "headers": RATE_HEADERS,
+                                          "content": json_content(hook_ref)},
+                                  **error_responses(None, NOT_FOUND_HOOK)}},
+            "delete": {"operationId": f"{manifest['key']}_unsubscribe", "summary": "Unsubscribe",
+                       "tags": tag, "parameters": hook_id,
+                       "responses": {"204": {"description": "Deleted"},
+                                     **error_responses(None, NOT_FOUND_HOOK)}},
+        },
+    }
+
+
+HEALTH_SCHEMA = {"type": "object", "required": ["status", "database"],
+                 "properties": {"status": {"enum": ["ok", "degraded"]}, "database": {"enum": ["ok", "unavailable"]},
+                                "provider": {"type": ["string", "null"]}}}
+
+
+def build(manifests) -> dict:
     """The OpenAPI document for ``manifests`` (a dict of key -> manifest data)."""
+    manifests = as_data(manifests)
     paths: dict = {}
-    for key in sorted(manifests):
-        manifest = manifests[key]
+    schemas: dict = {"Error": {"type": "object", "required": ["error"], "additionalProperties": False,
+                               "properties": {"error": {"type": "string"}}},
+                     "Hook": HOOK_SCHEMA}
+    for key, manifest in manifests.items():
         if manifest["kind"] == "action":
             paths[manifest["route"]] = {"post": action_operation(manifest)}
+        else:
+            schemas[_event_name(manifest)] = event_schema(manifest)
+            paths[manifest["route"]] = {"post": polling_operation(manifest)}
+            if "hooks" in manifest:
+                paths.update(hook_operations(manifest))
+    health = json_content({"$ref": "#/components/schemas/Health"})
+    schemas["Health"] = HEALTH_SCHEMA
     paths["/healthz"] = {"get": {"operationId": "health", "summary": "Health check", "security": [],
                                  "tags": ["meta"],
-                                 "responses": {"200": {"description": "The service is up.",
-                                                       "content": {"application/json": {"schema": {"type": "object"}}}}}}}
+                                 "responses": {"200": {"description": "The service is up.", "content": health},
+                                               "503": {"description": "The database is unavailable.",
+                                                       "content": health}}}}
     paths["/openapi.json"] = {"get": {"operationId": "openapi", "summary": "This document", "security": [],
                                       "tags": ["meta"],
                                       "responses": {"200": {"description": "OpenAPI 3.1 document",
-                                                            "content": {"application/json": {"schema": {"type": "object"}}}}}}}
+                                                            "content": json_content({"type": "object",
+                                                                                     "required": ["openapi", "paths"]})}}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "tiktok-connector", "version": __version__,
@@ -141,16 +262,15 @@ def build(manifests: dict) -> dict:
                                 "and a New Follower trigger for Zapier, Make and webhooks."},
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}, {"apiKey": []}],
-        "tags": [{"name": "actions"}, {"name": "triggers"}, {"name": "meta"}],
+        "tags": [{"name": "actions"}, {"name": "triggers"}, {"name": "hooks"}, {"name": "meta"}],
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
                                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}},
-            "schemas": {"Error": {"type": "object", "required": ["error"], "additionalProperties": False,
-                                  "properties": {"error": {"type": "string"}}}},
+            "schemas": schemas,
         },
     }
 
 
-def render(manifests: dict) -> str:
-    return json.dumps(build(manifests), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+def render(manifests) -> str:
+    return dump_json(build(manifests))

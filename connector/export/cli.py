@@ -1,0 +1,69 @@
+"""``connector export zapier|make|openapi``: write the exports of the service's manifests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..manifests import ManifestError, load_manifests
+from . import EXPORTERS
+
+MANIFESTS_OPTION = click.option("--manifests", "manifests_dir", type=click.Path(file_okay=False), default=None,
+                                help="Manifests folder (default: the service's).")
+
+
+def _load(manifests_dir):
+    if manifests_dir is None:
+        from ..cli import load_settings
+        manifests_dir = load_settings().manifests_dir
+    try:
+        return load_manifests(manifests_dir)
+    except ManifestError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _write_tree(files: dict[str, str], out: Path) -> None:
+    for name, text in files.items():
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    click.echo(f"Wrote {len(files)} files to {out}")
+
+
+@click.group("export")
+def export():
+    """Write the Zapier integration, the Make app or the OpenAPI document."""
+
+
+@export.command("zapier")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for package.json, index.js and definition.json.")
+@MANIFESTS_OPTION
+def export_zapier(out, manifests_dir):
+    """A Zapier CLI integration (push it with `zapier-platform push`)."""
+    _write_tree(EXPORTERS["zapier"].render(_load(manifests_dir)), out)
+
+
+@export.command("make")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the Make app (makecomapp.json and its files).")
+@MANIFESTS_OPTION
+def export_make(out, manifests_dir):
+    """A Make custom app in the Apps SDK local-development layout."""
+    _write_tree(EXPORTERS["make"].render(_load(manifests_dir)), out)
+
+
+@export.command("openapi")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="File to write (default: standard output).")
+@MANIFESTS_OPTION
+def export_openapi(out, manifests_dir):
+    """The OpenAPI 3.1 document."""
+    text = EXPORTERS["openapi"].render(_load(manifests_dir))
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    click.echo(f"Wrote {out}")
