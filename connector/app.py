@@ -21,6 +21,7 @@ from .manifests import load_manifests
 from .providers import ProviderPool
 from .store import Store
 from .store.keys import KeyStore
+from .trigger import api as trigger_api
 
 log = logging.getLogger("connector")
 
@@ -67,12 +68,7 @@ def create_app(test_config: Settings | dict | None = None) -> Flask:
 
     actions.register(app, svc.manifests)
     app.register_blueprint(meta.bp)
-    try:
-        from .trigger import api as trigger_api
-    except ImportError:  # the trigger package is optional while it is being built
-        trigger_api = None
-    if trigger_api is not None:
-        trigger_api.register(app, svc.manifests)
+    trigger_api.register(app, svc.manifests)
 
     @app.after_request
     def rate_headers(response):

@@ -176,6 +176,7 @@ def manifests_check(directory):
     click.echo(f"{len(loaded)} manifests valid.")
 
 from .walk import followers_command; main.add_command(followers_command)  # noqa: E402,E702
+from .trigger.worker import poll_command; main.add_command(poll_command)  # noqa: E402,E702
 from .export.cli import export; main.add_command(export)  # noqa: E402,E702
 
 

@@ -38,11 +38,7 @@ class Store:
     def create_tables(self) -> None:
         # Import the modules that define tables on the shared metadata.
         from . import schema  # noqa: F401
-
-        try:
-            from ..trigger import tables  # noqa: F401
-        except ImportError:
-            pass
+        from ..trigger import tables  # noqa: F401
         metadata.create_all(self.engine)
 
     def begin(self):

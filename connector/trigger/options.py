@@ -1,0 +1,34 @@
+"""Tuning of the trigger, from ``Settings`` (``poll_interval``, ``webhook_retry_schedule``,
+``allow_private_targets``, ``secret_key``) plus :class:`TriggerOptions` in ``settings.extra``.
+
+``connector poll`` fills ``extra`` from ``CONNECTOR_POLL_PAGE_BUDGET``,
+``CONNECTOR_POLL_LEASE_SECONDS`` and ``CONNECTOR_POLL_THREADS``; tests pass them directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from ..config import Settings
+
+
+@dataclass(frozen=True)
+class TriggerOptions:
+    page_budget: int = 10          # upstream pages one poll may read (the rest waits for the next poll)
+    frontier_run: int = 3          # consecutive seen followers that mark the known frontier
+    lease_seconds: float = 120.0   # how long a poller owns a watch before another may take it over
+    poll_threads: int = 16         # watches polled at once by one worker
+    delivery_threads: int = 16     # webhooks sent at once by one worker
+    delivery_timeout: float = 10.0
+    claim_batch: int = 200
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "TriggerOptions":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in settings.extra.items() if k in names})
+
+
+def poll_freshness(settings: Settings) -> float:
+    """How long a polling caller keeps its watch polled (and pays) after its last request."""
+    return max(3 * settings.poll_interval, 900)

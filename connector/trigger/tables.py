@@ -1,0 +1,104 @@
+"""The trigger's tables, on the shared :data:`connector.store.schema.metadata`.
+
+Times are unix seconds (floats): they compare the same way on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from ..store.schema import metadata
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY.
+AutoId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+WATCH_STATUSES = ("active", "backlog", "paused_credits", "not_found", "auth_failed", "error")
+
+watches = sa.Table(
+    "watches", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),              # deterministic, see watch_id()
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("cred_hash", sa.String(64), nullable=False),        # sha256 of the caller's provider key, "" = operator's
+    sa.Column("credentials_enc", sa.Text, nullable=True),         # Fernet token of the caller's provider key
+    sa.Column("handle", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("last_poll_at", sa.Float, nullable=True),
+    sa.Column("next_poll_at", sa.Float, nullable=False),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("last_error_kind", sa.String(32), nullable=True),
+    sa.Column("resume_cursor", sa.Text, nullable=True),           # JSON list: where unread gaps continue
+    sa.Column("lease_owner", sa.String(80), nullable=True),
+    sa.Column("lease_expires_at", sa.Float, nullable=True),
+    sa.Column("credits_spent", sa.BigInteger, nullable=False, default=0),
+    sa.Column("pages_read", sa.BigInteger, nullable=False, default=0),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("provider", "cred_hash", "handle", name="uq_watches_target"),
+    sa.Index("ix_watches_due", "next_poll_at"),
+)
+
+seen_followers = sa.Table(
+    "seen_followers", metadata,
+    sa.Column("watch_id", sa.String(40), sa.ForeignKey("watches.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("follower_key", sa.String(220), primary_key=True),
+)
+
+events = sa.Table(
+    "events", metadata,
+    sa.Column("seq", AutoId, primary_key=True, autoincrement=True),  # order of detection
+    sa.Column("id", sa.String(40), nullable=False, unique=True),
+    sa.Column("watch_id", sa.String(40), sa.ForeignKey("watches.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("follower_key", sa.String(220), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("detected_at", sa.Float, nullable=False),
+    sa.Column("baseline", sa.Boolean, nullable=False, default=False),
+    sa.UniqueConstraint("watch_id", "follower_key", name="uq_events_follower"),
+)
+
+subscriptions = sa.Table(
+    "subscriptions", metadata,
+    sa.Column("id", sa.String(40), primary_key=True),             # hook_… or poll_…
+    sa.Column("watch_id", sa.String(40), sa.ForeignKey("watches.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("key_id", sa.String(40), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),              # hook | poll
+    sa.Column("event", sa.String(40), nullable=False),
+    sa.Column("target_url", sa.Text, nullable=True),
+    sa.Column("secret", sa.String(80), nullable=True),
+    sa.Column("request_source", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),           # active | paused_credits | key_revoked
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("credits_spent", sa.BigInteger, nullable=False, default=0),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_called_at", sa.Float, nullable=True),         # poll: last request; hook: last delivery
+    sa.Index("ix_subscriptions_watch", "watch_id"),
+    sa.Index("ix_subscriptions_key", "key_id"),
+)
+
+deliveries = sa.Table(
+    "deliveries", metadata,
+    sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+    sa.Column("subscription_id", sa.String(40), sa.ForeignKey("subscriptions.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("event_id", sa.String(40), sa.ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),           # pending | delivered | failed
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),       # also the claim lease while sending
+    sa.Column("last_status", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("delivered_at", sa.Float, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("subscription_id", "event_id", name="uq_deliveries_once"),
+    sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
+)
+
+delivery_attempts = sa.Table(
+    "delivery_attempts", metadata,
+    sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+    sa.Column("subscription_id", sa.String(40), sa.ForeignKey("subscriptions.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("event_id", sa.String(40), nullable=False),
+    sa.Column("attempted_at", sa.Float, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Index("ix_delivery_attempts_sub", "subscription_id", "id"),
+)
