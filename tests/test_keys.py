@@ -136,3 +136,18 @@ def test_revoked_key_is_refused(service):
     service.services.keys.revoke(row["id"])
     r = http.post(PROFILE, json={"handle": "brand"})
     assert (r.status_code, r.json()) == (401, {"error": "API key is invalid or missing."})
+
+
+def test_rate_limit_shared_by_several_processes_never_lets_more_through(database_url):
+    """Two KeyStores on one database stand for two gunicorn workers leasing the same minute."""
+    stores = [Store(database_url), Store(database_url)]
+    workers = [KeyStore(s) for s in stores]
+    raw, _ = workers[0].create(rate_limit=100)
+    callers = [w.authenticate(raw) for w in workers]
+    t = 1_000_000_010.0
+    allowed = sum(workers[i % 2].hit(callers[i % 2], "x", "API", clock=lambda: t).allowed for i in range(300))
+    assert 95 <= allowed <= 100  # leases of 5: at most one lease's worth refused early
+    later = workers[1].hit(callers[1], "x", "API", clock=lambda: t + 60)
+    assert later.allowed and later.remaining == 99
+    for s in stores:
+        s.dispose()

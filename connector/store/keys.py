@@ -4,13 +4,19 @@ Keys are random (``tc_`` + 43 characters) and stored only as SHA-256 hashes. Cre
 reserved with one conditional UPDATE before the upstream call and refunded if it fails, so
 a balance never goes below zero however many requests race, and only successes cost.
 Keys from ``CONNECTOR_API_KEYS`` have no credit limit and the default rate limit.
+
+Usage statistics (requests and credits by key, action and requestSource) are counted in
+memory and written at most once a second, piggybacked on a rate-limit write, so the hot
+path costs one write per request.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -53,6 +59,12 @@ class KeyStore:
     def __init__(self, store: Store, static_keys: tuple[str, ...] = (), default_rate_limit: int = 120):
         self.store = store
         self.default_rate_limit = default_rate_limit
+        self._usage: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
+        self._usage_lock = threading.Lock()
+        self._usage_flushed = time.monotonic()
+        # key id -> [window, requests left in this process's lease, window count when leased]
+        self._leases: dict[str, list[int]] = {}
+        self._lease_lock = threading.Lock()
         self.static = {hash_key(k): Caller(id="static_" + hash_key(k)[:12], name="CONNECTOR_API_KEYS",
                                            credits=None, rate_limit=default_rate_limit, static=True)
                        for k in static_keys}
@@ -68,6 +80,7 @@ class KeyStore:
         return raw, row
 
     def list(self) -> list[dict]:
+        self.flush_usage()
         with self.store.connect() as conn:
             rows = conn.execute(sa.select(api_keys).order_by(api_keys.c.created_at)).mappings().all()
             usage = conn.execute(
@@ -124,34 +137,54 @@ class KeyStore:
                       rate_limit=row.rate_limit or self.default_rate_limit)
 
     def hit(self, caller: Caller, action: str, request_source: str, clock=time.time) -> RateState:
-        """Count one request against the caller's current minute; record its requestSource."""
+        """Count one request against the caller's current minute; record its requestSource.
+
+        Each process takes the minute's allowance from the database in leases of 1/20 of the
+        limit (one write serves that many requests), so with several processes a key may be
+        refused up to 5 % early, never let through beyond its limit.
+        """
         t = clock()
         window = int(t // 60)
-        dialect = self.store.dialect
-        with self.store.begin() as conn:
+        reset_in = max(1, 60 - int(t % 60))
+        with self._lease_lock:
+            lease = self._leases.get(caller.id)
+            if lease is not None and lease[0] == window and lease[1] > 0:
+                lease[1] -= 1
+                self._count_usage(caller.id, action, request_source, requests=1)
+                return RateState(limit=caller.rate_limit, remaining=max(0, caller.rate_limit - lease[2] + lease[1]),
+                                 reset_in=reset_in, allowed=True)
+        chunk = max(1, caller.rate_limit // 20)
+        with self.store.write() as conn:
             count = conn.execute(
-                upsert(dialect, rate_windows, {"key_id": caller.id, "window": window, "count": 1},
-                       ["key_id", "window"], {"count": rate_windows.c.count + 1})
+                upsert(self.store.dialect, rate_windows, {"key_id": caller.id, "window": window, "count": chunk},
+                       ["key_id", "window"], {"count": rate_windows.c.count + chunk})
                 .returning(rate_windows.c.count)
             ).scalar_one()
-            if count == 1:
+            granted = chunk - max(0, count - caller.rate_limit)
+            if granted < chunk:  # hand back what is beyond the limit; the attempt itself still counts
+                count = caller.rate_limit + (1 if granted <= 0 else 0)
+                conn.execute(rate_windows.update()
+                             .where(rate_windows.c.key_id == caller.id, rate_windows.c.window == window)
+                             .values(count=count))
+            if count == chunk:  # first lease of this window: prune the old ones
                 conn.execute(rate_windows.delete().where(rate_windows.c.key_id == caller.id,
                                                          rate_windows.c.window < window - 1))
-            if count <= caller.rate_limit:
-                stamp = now()
-                conn.execute(upsert(dialect, key_usage,
-                                    {"key_id": caller.id, "action": action, "request_source": request_source,
-                                     "requests": 1, "credits_spent": 0, "last_used_at": stamp},
-                                    ["key_id", "action", "request_source"],
-                                    {"requests": key_usage.c.requests + 1, "last_used_at": stamp}))
-        return RateState(limit=caller.rate_limit, remaining=max(0, caller.rate_limit - count),
-                         reset_in=max(1, 60 - int(t % 60)), allowed=count <= caller.rate_limit)
+            if granted > 0:
+                self._count_usage(caller.id, action, request_source, requests=1)
+            if time.monotonic() - self._usage_flushed >= 1.0:
+                self._flush_usage(conn)
+        allowed = granted > 0
+        with self._lease_lock:
+            self._leases[caller.id] = [window, max(0, granted - 1), min(count, caller.rate_limit)]
+        return RateState(limit=caller.rate_limit,
+                         remaining=max(0, caller.rate_limit - min(count, caller.rate_limit) + max(0, granted - 1)),
+                         reset_in=reset_in, allowed=allowed)
 
     def reserve(self, caller: Caller, cost: int) -> bool:
         """Take ``cost`` credits if the balance allows it. Never goes below zero."""
         if caller.credits is None or cost <= 0:
             return True
-        with self.store.begin() as conn:
+        with self.store.write() as conn:
             result = conn.execute(api_keys.update()
                                   .where(api_keys.c.id == caller.id, api_keys.c.credits >= cost)
                                   .values(credits=api_keys.c.credits - cost))
@@ -160,15 +193,39 @@ class KeyStore:
     def refund(self, caller: Caller, cost: int) -> None:
         if caller.credits is None or cost <= 0:
             return
-        with self.store.begin() as conn:
+        with self.store.write() as conn:
             conn.execute(api_keys.update().where(api_keys.c.id == caller.id)
                          .values(credits=api_keys.c.credits + cost))
 
     def record_spend(self, caller: Caller, action: str, request_source: str, cost: int) -> None:
-        if cost <= 0:
-            return
-        with self.store.begin() as conn:
-            conn.execute(key_usage.update()
-                         .where(key_usage.c.key_id == caller.id, key_usage.c.action == action,
-                                key_usage.c.request_source == request_source)
-                         .values(credits_spent=key_usage.c.credits_spent + cost, last_used_at=now()))
+        """Count credits spent in the usage statistics (written with the next flush)."""
+        if cost > 0:
+            self._count_usage(caller.id, action, request_source, credits=cost)
+
+    # -- usage statistics ------------------------------------------------------
+
+    def _count_usage(self, key_id: str, action: str, source: str, requests: int = 0, credits: int = 0) -> None:
+        with self._usage_lock:
+            entry = self._usage[(key_id, action, source)]
+            entry[0] += requests
+            entry[1] += credits
+
+    def _flush_usage(self, conn) -> None:
+        with self._usage_lock:
+            pending, self._usage = self._usage, defaultdict(lambda: [0, 0])
+            self._usage_flushed = time.monotonic()
+        stamp = now()
+        for (key_id, action, source), (requests, credits) in sorted(pending.items()):
+            conn.execute(upsert(self.store.dialect, key_usage,
+                                {"key_id": key_id, "action": action, "request_source": source,
+                                 "requests": requests, "credits_spent": credits, "last_used_at": stamp},
+                                ["key_id", "action", "request_source"],
+                                {"requests": key_usage.c.requests + requests,
+                                 "credits_spent": key_usage.c.credits_spent + credits,
+                                 "last_used_at": stamp}))
+
+    def flush_usage(self) -> None:
+        """Write the usage counted so far (also called at exit and before listing keys)."""
+        if self._usage:
+            with self.store.write() as conn:
+                self._flush_usage(conn)

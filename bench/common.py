@@ -1,0 +1,143 @@
+"""Shared benchmark plumbing: free ports, server processes, a threaded load generator."""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The Procfile's web settings (WEB_CONCURRENCY=2, WEB_THREADS=8, gthread).
+GUNICORN_WEB = ["--workers", "2", "--threads", "8", "--worker-class", "gthread", "--timeout", "60"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+@contextmanager
+def process(args: list[str], env: dict | None = None, port: int | None = None, quiet: bool = True):
+    """Run a child process (optionally waiting for its port); always stopped on exit."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    out = subprocess.DEVNULL if quiet else None
+    proc = subprocess.Popen(args, env=full_env, cwd=ROOT, stdout=out, stderr=out)
+    try:
+        if port is not None:
+            wait_for_port(port)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def gunicorn(app: str, port: int, extra: list[str] | None = None, env: dict | None = None):
+    args = [sys.executable, "-m", "gunicorn", *(extra or GUNICORN_WEB), "--bind", f"127.0.0.1:{port}",
+            "--log-level", "warning", app]
+    return process(args, env=env, port=port)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+@dataclass
+class LoadResult:
+    requests: int
+    errors: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def p50(self) -> float:
+        return percentile(self.latencies_ms, 50)
+
+    @property
+    def p99(self) -> float:
+        return percentile(self.latencies_ms, 99)
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.latencies_ms) if self.latencies_ms else float("nan")
+
+
+def load(url: str, *, json_body: dict, headers: dict | None = None, total: int = 2000,
+         concurrency: int = 16, warmup: int = 100) -> LoadResult:
+    """POST ``json_body`` ``total`` times from ``concurrency`` threads with keep-alive clients."""
+    lock = threading.Lock()
+    remaining = [warmup]
+    latencies: list[float] = []
+    errors = [0]
+
+    def worker(record: bool):
+        with httpx.Client(headers=headers or {}, timeout=30) as client:
+            while True:
+                with lock:
+                    if remaining[0] <= 0:
+                        return
+                    remaining[0] -= 1
+                started = time.perf_counter()
+                try:
+                    ok = client.post(url, json=json_body).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                elapsed = (time.perf_counter() - started) * 1000
+                if record:
+                    with lock:
+                        latencies.append(elapsed)
+                        errors[0] += 0 if ok else 1
+
+    def run(record: bool) -> float:
+        threads = [threading.Thread(target=worker, args=(record,)) for _ in range(concurrency)]
+        started = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return time.perf_counter() - started
+
+    run(False)
+    remaining[0] = total
+    seconds = run(True)
+    return LoadResult(requests=total, errors=errors[0], seconds=seconds, latencies_ms=latencies)
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    cells = [[str(c) for c in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
