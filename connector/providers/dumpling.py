@@ -41,6 +41,7 @@ def _error_text(response: httpx.Response) -> str:
 class DumplingProvider(Provider):
     name = "dumpling"
     numeric_cursor = True
+    page_credits = 1  # the seed: "This endpoint costs 1 credit per successful request"
 
     def __init__(self, api_key: str, base_url: str, *, settings: Settings | None = None,
                  caller_key: bool = False, transport: httpx.BaseTransport | None = None):
