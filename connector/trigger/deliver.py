@@ -5,7 +5,7 @@ sender's row comes back by itself), then sent with Standard Webhooks headers
 (``webhook-id`` is the event id, stable across retries). 2xx: delivered. 410: the
 subscription is deleted with its pending deliveries. Anything else, a timeout or a
 redirect (never followed): retried after ``webhook_retry_schedule[attempt]`` seconds with
-±15 % jitter, or later if the receiver's ``Retry-After`` asks; failed after the schedule.
+-10 % to +20 % jitter (the default schedule still spans > 72 h), or later if the receiver's ``Retry-After`` asks; failed after the schedule.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def retry_delay(schedule: tuple[int, ...], attempts: int, retry_after: float | N
     """Seconds before the next try after ``attempts`` failed ones; None when the schedule is spent."""
     if attempts > len(schedule):
         return None
-    base = schedule[attempts - 1] * (rng or random).uniform(0.85, 1.15)
+    base = schedule[attempts - 1] * (rng or random).uniform(0.9, 1.2)
     if retry_after is not None:
         base = max(base, min(retry_after, MAX_RETRY_AFTER))
     return base

@@ -1,0 +1,158 @@
+"""The ``connector poll`` worker as real processes: SIGKILL mid-poll, two pollers on PostgreSQL,
+and concurrent polling of many watches."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+import sqlalchemy as sa
+
+from connector.trigger.tables import events, watches
+from connector.trigger.worker import poll_due_watches
+from tests.conftest import PG_URL
+from tests.fakes import FakeDumpling, FakeWorld
+from tests.trigger_kit import Receiver, follower_pages, make_due, receiver, trigger_settings  # noqa: F401
+
+
+def worker_env(fake: FakeDumpling, database_url: str, tmp_path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONNECTOR_", "DUMPLING_"))}
+    env.update(fake.env)
+    env.update({"CONNECTOR_PROVIDER": "dumpling", "CONNECTOR_DATABASE_URL": database_url,
+                "CONNECTOR_ALLOW_PRIVATE_TARGETS": "1", "CONNECTOR_WEBHOOK_RETRY_SCHEDULE": "0,0,1",
+                "CONNECTOR_POLL_INTERVAL": "300", "CONNECTOR_POLL_LEASE_SECONDS": "1",
+                "CONNECTOR_LOG_LEVEL": "WARNING", "TRIGGER_TEST_TMP": str(tmp_path)})
+    env.update(extra)
+    return env
+
+
+def start_worker(env: dict, *args: str) -> subprocess.Popen:
+    """``connector poll`` in its own process; its log goes to ``worker.log`` (read by ``log_of``)."""
+    log_path = f"{env['CONNECTOR_DATABASE_URL'].rsplit('/', 1)[-1][:20]}-{time.monotonic_ns()}.log"
+    log_path = os.path.join(env["TRIGGER_TEST_TMP"], log_path)
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "connector.cli", "poll", *args], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=log)
+    worker.log_path = log_path
+    return worker
+
+
+def log_of(worker: subprocess.Popen) -> str:
+    with open(worker.log_path, encoding="utf-8", errors="replace") as log:
+        return log.read()[-3000:]
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def subscribe(http, handle: str, url: str) -> dict:
+    r = http.post("/api/v1/hooks", json={"event": "new_follower", "handle": handle, "targetUrl": url})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def test_poller_killed_mid_poll_loses_and_repeats_nothing(serve, sqlite_url, receiver, tmp_path):  # noqa: F811
+    world = FakeWorld(seed=3)
+    world.add_account("burst", followers=40)
+    with FakeDumpling(world, latency=0.15) as fake:
+        live = serve(trigger_settings(fake, sqlite_url))
+        raw, _ = live.services.keys.create()
+        with live.client(raw) as http:
+            subscribe(http, "burst", receiver.url)
+        new = world.add_followers("burst", 8 * 30)              # 9 pages to reach the frontier
+        env = worker_env(fake, sqlite_url, tmp_path)
+        killed = 0
+        for _ in range(2):                                       # kill twice in the middle of the walk
+            make_due(live.services)
+            before = follower_pages(fake)
+            worker = start_worker(env)
+            wait_for(lambda: follower_pages(fake) >= before + 4, 30, "the poller to read 4 pages")
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(10)
+            killed += 1
+            assert receiver.requests == []                      # nothing was committed, nothing sent
+            time.sleep(1.1)                                      # the dead poller's lease expires
+        worker = start_worker(env)
+        try:
+            wait_for(lambda: len(receiver.delivered()) >= len(new), 60, "every event to be delivered")
+            time.sleep(0.5)                                      # a duplicate would arrive now
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(15) == 0, log_of(worker)
+        got = Counter(body["id"] for body in receiver.delivered())
+        assert killed == 2 and len(got) == len(new) and max(got.values()) == 1
+        assert {body["follower"]["id"] for body in receiver.delivered()} == {u.id for u in new}
+        with live.services.store.connect() as conn:
+            rows = conn.execute(sa.select(events.c.id, events.c.follower_key)).all()
+        assert len(rows) == 30 + len(new) == len({r.id for r in rows}) == len({r.follower_key for r in rows})
+
+
+@pytest.mark.skipif(not PG_URL, reason="PostgreSQL tests need CONNECTOR_TEST_DATABASE_URL")
+def test_two_pollers_on_postgresql_share_the_work(serve, receiver, tmp_path):  # noqa: F811
+    from tests.conftest import _drop_pg_schema, _pg_schema_url
+
+    url, schema = _pg_schema_url(PG_URL)
+    try:
+        world = FakeWorld(seed=5)
+        handles = [f"acct{i}" for i in range(24)]
+        for handle in handles:
+            world.add_account(handle, followers=35)
+        with FakeDumpling(world, latency=0.05) as fake:
+            live = serve(trigger_settings(fake, url))
+            raw, _ = live.services.keys.create()
+            with live.client(raw) as http:
+                for handle in handles:
+                    subscribe(http, handle, receiver.url)
+            expected = set()
+            for handle in handles:
+                expected |= {u.id for u in world.add_followers(handle, 40)}   # two pages each
+            make_due(live.services)
+            fake.reset_log()
+            env = worker_env(fake, url, tmp_path, CONNECTOR_POLL_LEASE_SECONDS="120", CONNECTOR_POLL_THREADS="4")
+            pollers = [start_worker(env, "--once") for _ in range(2)]
+            for poller in pollers:
+                assert poller.wait(60) == 0, log_of(poller)
+            assert follower_pages(fake) == 2 * len(handles)      # no watch was polled twice
+            got = Counter(body["id"] for body in receiver.delivered())
+            assert len(got) == len(expected) and max(got.values()) == 1
+            assert {body["follower"]["id"] for body in receiver.delivered()} == expected
+            with live.services.store.connect() as conn:
+                assert conn.execute(sa.select(sa.func.count()).select_from(watches)
+                                    .where(watches.c.lease_owner.is_not(None))).scalar_one() == 0
+            live.services.store.dispose()
+    finally:
+        _drop_pg_schema(PG_URL, schema)
+
+
+def test_watches_are_polled_concurrently(serve, sqlite_url):
+    world = FakeWorld(seed=9)
+    handles = [f"c{i}" for i in range(32)]
+    for handle in handles:
+        world.add_account(handle, followers=3)
+    with FakeDumpling(world, latency=0.1) as fake:
+        live = serve(trigger_settings(fake, sqlite_url, extra={"poll_threads": 16}))
+        raw, _ = live.services.keys.create()
+        receiver = Receiver()                                     # noqa: F811
+        try:
+            with live.client(raw) as http:
+                for handle in handles:
+                    subscribe(http, handle, receiver.url)
+            make_due(live.services)
+            started = time.monotonic()
+            stats = poll_due_watches(live.services)
+            elapsed = time.monotonic() - started
+        finally:
+            receiver.close()
+        assert stats.watches == 32 and stats.pages == 32 and stats.errors == 0
+        assert elapsed < 32 * 0.1 / 2, f"{elapsed:.2f}s: polls were serialised"
