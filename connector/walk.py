@@ -243,7 +243,6 @@ def followers_command(handle, following, limit, fmt, out, resume, provider_name,
             return
         stats.cursor = state.get("cursor")
     already = len(seen)
-    stats.records = 0
     label = f"{which} of @{name} via {provider.name}"
     progress = Progress(label, offset=already)
     stream = out.open("a" if resume else "w", encoding="utf-8", newline="") if out is not None else sys.stdout

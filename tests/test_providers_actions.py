@@ -24,7 +24,6 @@ ROUTES = {"profile": "/api/v1/get-tiktok-profile", "followers": "/api/v1/get-tik
           "following": "/api/v1/get-tiktok-user-following"}
 LIST_KEYS = {"followers": "followers", "following": "followingList"}
 LIST_RESPONSE_KEYS = ["maxCursor", "minCursor", "hasMore", "total"]
-NOUN = {"followers": "followers", "following": "following"}
 
 # Fast failure: two attempts, tiny backoff, short timeouts.
 FAST = dict(upstream_max_attempts=2, upstream_backoff_base=0.01, upstream_backoff_cap=0.02,
