@@ -175,9 +175,15 @@ def manifests_check(directory):
         click.echo(f"ok  {manifest.path.name:<22} {manifest.kind:<8} {manifest.route}")
     click.echo(f"{len(loaded)} manifests valid.")
 
-from .walk import followers_command; main.add_command(followers_command)  # noqa: E402,E702
-from .trigger.worker import poll_command; main.add_command(poll_command)  # noqa: E402,E702
-from .export.cli import export; main.add_command(export)  # noqa: E402,E702
+
+# -- commands that live beside what they drive --------------------------------
+
+from .export.cli import export  # noqa: E402
+from .trigger.worker import poll_command  # noqa: E402
+from .walk import followers_command  # noqa: E402
+
+for command in (poll_command, export, followers_command):
+    main.add_command(command)
 
 
 if __name__ == "__main__":
