@@ -125,7 +125,7 @@ def register(app, manifests: dict[str, Manifest]) -> None:
                "kind": "hook", "event": body["event"], "target_url": target, "secret": new_webhook_secret(),
                "request_source": "API", "status": "active", "credits_spent": manifest.cost if created else 0,
                "created_at": now, "last_called_at": None}
-        with svc.store.begin() as conn:
+        with svc.store.write() as conn:
             conn.execute(subscriptions.insert().values(**sub))
         response = jsonify({"id": sub["id"], "event": sub["event"], "handle": handle, "targetUrl": target,
                             "secret": sub["secret"], "createdAt": iso(now)})
@@ -166,8 +166,9 @@ def register(app, manifests: dict[str, Manifest]) -> None:
         svc = services()
         caller = authenticate()
         count_request(caller, "hooks")
-        with svc.store.begin() as conn:
+        with svc.store.connect() as conn:
             sub = _own_hook(conn, caller, hook_id)
+        with svc.store.write() as conn:   # write first: SQLite cannot upgrade a stale read
             conn.execute(subscriptions.delete().where(subscriptions.c.id == sub["id"]))
             left = conn.execute(sa.select(sa.func.count()).select_from(subscriptions)
                                 .where(subscriptions.c.watch_id == sub["watch_id"])).scalar_one()
@@ -188,7 +189,7 @@ def register(app, manifests: dict[str, Manifest]) -> None:
             watch, created = open_watch(svc, provider_name, credentials, handle, caller, source)
             now = time.time()
             sub_id = "poll_" + hashlib.sha256(f"{watch['id']}:{caller.id}".encode()).hexdigest()[:24]
-            with svc.store.begin() as conn:
+            with svc.store.write() as conn:
                 conn.execute(insert_ignore(svc.store.dialect, subscriptions, {
                     "id": sub_id, "watch_id": watch["id"], "key_id": caller.id, "kind": "poll",
                     "event": manifest.hooks["event"], "request_source": source, "status": "active",

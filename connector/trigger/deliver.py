@@ -53,7 +53,7 @@ def claim_due_deliveries(store, *, limit: int, lease: float, due_before: float) 
                    deliveries.c.next_attempt_at <= due_before)
             .values(next_attempt_at=now + lease)
             .returning(deliveries.c.id))
-    with store.begin() as conn:
+    with store.write() as conn:
         return list(conn.execute(stmt).scalars())
 
 
@@ -108,11 +108,15 @@ def deliver_one(store, settings, client: httpx.Client, delivery_id: int,
     duration_ms = int((time.monotonic() - started) * 1000)
     now = time.time()
     attempts = row.attempts + 1
-    with store.begin() as conn:
+    with store.write() as conn:
         if status_code == 410:
             # The receiver says the subscription is gone (Zapier does this on unsubscribe).
             conn.execute(subscriptions.delete().where(subscriptions.c.id == row.subscription_id))
             log.info("subscription %s answered 410; deleted", row.subscription_id)
+            return Outcome(delivery_id, "gone", status_code, error)
+        still_there = conn.execute(subscriptions.update().where(subscriptions.c.id == row.subscription_id)
+                                   .values(last_error=error, last_called_at=now)).rowcount
+        if not still_there:  # unsubscribed while we were sending
             return Outcome(delivery_id, "gone", status_code, error)
         conn.execute(delivery_attempts.insert().values(
             subscription_id=row.subscription_id, event_id=row.event_id, attempted_at=now,
@@ -126,8 +130,6 @@ def deliver_one(store, settings, client: httpx.Client, delivery_id: int,
             values = {"status": "failed"} if delay is None else {"next_attempt_at": now + delay}
         conn.execute(deliveries.update().where(deliveries.c.id == delivery_id).values(
             attempts=attempts, last_status=status_code, last_error=error, **values))
-        conn.execute(subscriptions.update().where(subscriptions.c.id == row.subscription_id)
-                     .values(last_error=error, last_called_at=now))
         if delivery_id % 10 == 0:
             _prune_attempts(conn, row.subscription_id)
     if error is not None:

@@ -130,7 +130,7 @@ def open_watch(svc, provider_name: str, credentials: str | None, handle: str, ca
         raise
     svc.keys.record_spend(caller, EVENT, request_source, cost)
     now = time.time()
-    with svc.store.begin() as conn:
+    with svc.store.write() as conn:
         created = conn.execute(insert_ignore(svc.store.dialect, watches, {
             "id": wid, "provider": provider_name, "cred_hash": cred_hash, "credentials_enc": encrypted,
             "handle": handle, "status": "active", "last_poll_at": now,
@@ -174,7 +174,7 @@ def claim_watch(store, wid: str, owner: str, lease: float, *, due_only: bool, no
     conditions = [watches.c.id == wid, _claimable(watches, now)]
     if due_only:
         conditions.append(watches.c.next_poll_at <= now)
-    with store.begin() as conn:
+    with store.write() as conn:
         result = conn.execute(watches.update().where(*conditions)
                               .values(lease_owner=owner, lease_expires_at=now + lease))
     return result.rowcount == 1
@@ -198,12 +198,12 @@ def claim_due_watches(store, settings, owner: str, lease: float, *, limit: int, 
             .where(watches.c.id.in_(pick.scalar_subquery()), _claimable(watches, now))
             .values(lease_owner=owner, lease_expires_at=now + lease)
             .returning(watches.c.id))
-    with store.begin() as conn:
+    with store.write() as conn:
         return list(conn.execute(stmt).scalars())
 
 
 def release_watch(store, wid: str, owner: str) -> None:
-    with store.begin() as conn:
+    with store.write() as conn:
         conn.execute(watches.update().where(watches.c.id == wid, watches.c.lease_owner == owner)
                      .values(lease_owner=None, lease_expires_at=None))
 
@@ -329,7 +329,7 @@ def _commit(svc, watch, owner, subs, charged, unpaid, callers, values, now, olde
     """The poll's one transaction; raises :class:`LeaseLost` (and rolls back) without the lease."""
     wid, dialect = watch["id"], svc.store.dialect
     next_poll = now if backlog else now + svc.settings.poll_interval
-    with svc.store.begin() as conn:
+    with svc.store.write() as conn:
         result = conn.execute(watches.update().where(watches.c.id == wid, watches.c.lease_owner == owner).values(
             last_poll_at=now, next_poll_at=next_poll, lease_owner=None, lease_expires_at=None,
             credits_spent=watches.c.credits_spent + sum(charged.values()),

@@ -62,8 +62,9 @@ def poll_due_watches(svc, owner: str | None = None, *, stop: threading.Event | N
     started = time.time()
 
     def claim():
+        # Small batches: a claimed watch must be polled well within its lease.
         return claim_due_watches(svc.store, svc.settings, owner, opts.lease_seconds,
-                                 limit=opts.claim_batch, due_before=started)
+                                 limit=min(opts.claim_batch, opts.poll_threads * 2), due_before=started)
 
     def work(wid):
         try:
@@ -92,8 +93,8 @@ def deliver_due_webhooks(svc, *, client=None, stop: threading.Event | None = Non
     client = client or webhook_client(svc.settings)
 
     def claim():
-        return claim_due_deliveries(svc.store, limit=opts.claim_batch, lease=opts.lease_seconds,
-                                    due_before=started)
+        return claim_due_deliveries(svc.store, limit=min(opts.claim_batch, opts.delivery_threads * 4),
+                                    lease=opts.lease_seconds, due_before=started)
 
     def work(delivery_id):
         try:
