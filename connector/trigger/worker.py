@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import click
@@ -44,15 +44,24 @@ class PassStats:
 
 
 def _drain(claim, work, threads: int, stop: threading.Event | None) -> list:
-    """Claim batches and run ``work`` on each item concurrently until nothing is claimed."""
-    results = []
+    """Run ``work`` on claimed items, ``threads`` at a time, until nothing more is claimed.
+
+    Claims are topped up as items finish, so one slow upstream or receiver never holds a
+    whole batch back, and nothing waits claimed (its lease running) for long.
+    """
+    results: list = []
+    running: set = set()
+    exhausted = False
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="trigger") as pool:
-        while not (stop and stop.is_set()):
-            batch = claim()
-            if not batch:
-                break
-            results.extend(pool.map(work, batch))
-    return results
+        while True:
+            if not exhausted and len(running) < threads and not (stop and stop.is_set()):
+                batch = claim(2 * threads - len(running))
+                exhausted = not batch
+                running |= {pool.submit(work, item) for item in batch}
+            if not running:
+                return results
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            results.extend(future.result() for future in done)
 
 
 def poll_due_watches(svc, owner: str | None = None, *, stop: threading.Event | None = None) -> PassStats:
@@ -61,10 +70,9 @@ def poll_due_watches(svc, owner: str | None = None, *, stop: threading.Event | N
     opts = TriggerOptions.from_settings(svc.settings)
     started = time.time()
 
-    def claim():
-        # Small batches: a claimed watch must be polled well within its lease.
+    def claim(limit: int):
         return claim_due_watches(svc.store, svc.settings, owner, opts.lease_seconds,
-                                 limit=min(opts.claim_batch, opts.poll_threads * 2), due_before=started)
+                                 limit=min(opts.claim_batch, limit), due_before=started)
 
     def work(wid):
         try:
@@ -92,8 +100,8 @@ def deliver_due_webhooks(svc, *, client=None, stop: threading.Event | None = Non
     own_client = client is None
     client = client or webhook_client(svc.settings)
 
-    def claim():
-        return claim_due_deliveries(svc.store, limit=min(opts.claim_batch, opts.delivery_threads * 4),
+    def claim(limit: int):
+        return claim_due_deliveries(svc.store, limit=min(opts.claim_batch, limit),
                                     lease=opts.lease_seconds, due_before=started)
 
     def work(delivery_id):
