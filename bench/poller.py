@@ -1,0 +1,188 @@
+"""Poller throughput: one full cycle of ``poll_due_watches`` over many due watches.
+
+Each watch has a hook subscription of one key with credits (so every page is paid for)
+and a baseline of the steady page of :mod:`bench.steady_upstream`, which answers in
+``BENCH_LATENCY`` (0.1 s): a steady-state poll reads one page and finds nothing new.
+Watches are inserted in bulk the way ``open_watch`` stores them (the baseline's sample
+events, which polls never read, are left out). Pollers run as separate processes
+(``python -m bench.poller --child``), so CPU time and peak RSS are theirs alone; they are
+started, made ready, then released together.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import select
+import subprocess
+import sys
+import tempfile
+import time
+
+from . import common
+from .steady_upstream import API_KEY, follower_ids
+
+READY_TIMEOUT = 60.0
+
+
+def seed(database_url: str, count: int) -> None:
+    """``count`` watches of handles ``fan_0``… with baseline and one paying hook each."""
+    import sqlalchemy as sa
+
+    from connector.store import Store
+    from connector.store.keys import KeyStore
+    from connector.trigger.crypto import credential_hash
+    from connector.trigger.tables import seen_followers, subscriptions, watches
+    from connector.trigger.watches import watch_id
+
+    store = Store(database_url)
+    _, key = KeyStore(store).create(name="bench", credits=10**12)
+    now = time.time()
+    cred_hash = credential_hash(None)
+    chunk = 1000
+    try:
+        for start in range(0, count, chunk):
+            handles = [f"fan_{i}" for i in range(start, min(count, start + chunk))]
+            ids = [watch_id("dumpling", cred_hash, h) for h in handles]
+            with store.begin() as conn:
+                conn.execute(watches.insert(), [
+                    {"id": wid, "provider": "dumpling", "cred_hash": cred_hash, "credentials_enc": None,
+                     "handle": h, "status": "active", "last_poll_at": now, "next_poll_at": now + 300,
+                     "credits_spent": 1, "pages_read": 1, "created_at": now} for wid, h in zip(ids, handles)])
+                conn.execute(seen_followers.insert(), [
+                    {"watch_id": wid, "follower_key": f"id:{fid}"}
+                    for wid, h in zip(ids, handles) for fid in follower_ids(h)])
+                conn.execute(subscriptions.insert(), [
+                    {"id": f"hook_{wid[2:]}", "watch_id": wid, "key_id": key["id"], "kind": "hook",
+                     "event": "new_follower", "target_url": "http://127.0.0.1:9/hook", "secret": "whsec_AAAA",
+                     "request_source": "API", "status": "active", "credits_spent": 1, "created_at": now,
+                     "last_called_at": None} for wid in ids])
+        with store.begin() as conn:
+            conn.execute(sa.text("ANALYZE"))  # fresh planner statistics for the claim query
+    finally:
+        store.dispose()
+
+
+def make_all_due(database_url: str) -> None:
+    from connector.store import Store
+    from connector.trigger.tables import watches
+
+    store = Store(database_url)
+    try:
+        with store.begin() as conn:
+            conn.execute(watches.update().values(next_poll_at=0, lease_owner=None, lease_expires_at=None))
+    finally:
+        store.dispose()
+
+
+def _readline(proc: subprocess.Popen, timeout: float) -> str:
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        raise RuntimeError(f"poller child gave no answer within {timeout:.0f}s")
+    line = proc.stdout.readline()
+    if not line:
+        raise RuntimeError(f"poller child exited with {proc.wait()}")
+    return line
+
+
+def cycle(database_url: str, upstream: str, *, pollers: int = 1, threads: int | None = None,
+          timeout: float = 600.0) -> dict:
+    """Make every watch due and time one ``poll_due_watches`` per poller process, released together."""
+    make_all_due(database_url)
+    env = {**os.environ, "PYTHONPATH": str(common.ROOT), "BENCH_DB": database_url, "BENCH_UPSTREAM": upstream}
+    if threads:
+        env["CONNECTOR_POLL_THREADS"] = str(threads)
+    procs = [subprocess.Popen([sys.executable, "-m", "bench.poller", "--child"], env=env, cwd=common.ROOT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(pollers)]
+    try:
+        for proc in procs:
+            assert _readline(proc, READY_TIMEOUT).strip() == "ready"
+        for proc in procs:
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        results = [json.loads(_readline(proc, timeout)) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    wall = max(r["end"] for r in results) - min(r["start"] for r in results)
+    watches = sum(r["watches"] for r in results)
+    cpu = sum(r["cpu_s"] for r in results)
+    return {"pollers": pollers, "threads": threads or results[0]["threads"], "watches": watches,
+            "errors": sum(r["errors"] for r in results), "pages": sum(r["pages"] for r in results),
+            "wall_s": wall, "polls_per_s": watches / wall if wall else 0.0,
+            "cpu_ms_per_poll": cpu * 1000 / watches if watches else float("nan"),
+            "rss_mb": max(r["rss_kb"] for r in results) / 1024}
+
+
+def child() -> None:
+    """One poller process: build the services, say ``ready``, wait for ``go``, run one cycle."""
+    from flask import Flask
+
+    from connector.app import build_services
+    from connector.config import Settings
+    from connector.trigger.options import TriggerOptions
+    from connector.trigger.worker import poll_due_watches
+
+    extra = {}
+    if os.environ.get("CONNECTOR_POLL_THREADS"):
+        extra["poll_threads"] = int(os.environ["CONNECTOR_POLL_THREADS"])
+    settings = Settings(provider="dumpling", dumpling_api_key=API_KEY, dumpling_base_url=os.environ["BENCH_UPSTREAM"],
+                        database_url=os.environ["BENCH_DB"], poll_interval=300, extra=extra)
+    svc = build_services(settings, Flask("connector.app").instance_path)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    start = time.time()
+    stats = poll_due_watches(svc)
+    end = time.time()
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    svc.keys.flush_usage()
+    svc.providers.close()
+    svc.store.dispose()
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    print(json.dumps({"start": start, "end": end, "watches": stats.watches, "errors": stats.errors,
+                      "pages": stats.pages, "cpu_s": cpu, "rss_kb": after.ru_maxrss,
+                      "threads": TriggerOptions.from_settings(settings).poll_threads}), flush=True)
+
+
+def run(quick: bool = False) -> dict:
+    count = 200 if quick else 10_000
+    port = common.free_port()
+    # One process, many threads: the fake sleeps most of the time and must never be the limit.
+    upstream_args = ["--workers", "1", "--threads", "128", "--worker-class", "gthread", "--keep-alive", "30"]
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp, \
+            common.gunicorn("bench.steady_upstream:app", port, upstream_args):
+        upstream = f"http://127.0.0.1:{port}"
+        sqlite_url = f"sqlite:///{tmp}/poller.db"
+        seed(sqlite_url, count)
+        rows["SQLite, 1 poller"] = cycle(sqlite_url, upstream)
+        with common.pg_schema() as pg_url:
+            if pg_url is None:
+                return {"count": count, "rows": rows, "note": f"PostgreSQL unreachable at {common.PG_URL}"}
+            seed(pg_url, count)
+            rows["PostgreSQL, 1 poller"] = cycle(pg_url, upstream)
+            rows["PostgreSQL, 2 pollers"] = cycle(pg_url, upstream, pollers=2)
+    return {"count": count, "rows": rows}
+
+
+def report(results: dict) -> str:
+    rows = [[name, r["watches"], r["threads"], r["errors"], f"{r['wall_s']:.1f}", f"{r['polls_per_s']:,.0f}",
+             f"{r['cpu_ms_per_poll']:.1f}", f"{r['rss_mb']:.0f}"] for name, r in results["rows"].items()]
+    text = (f"### Poller: one cycle of {results['count']:,} due watches, upstream answering in "
+            f"{float(os.environ.get('BENCH_LATENCY', '0.1')) * 1000:.0f} ms\n\n"
+            + common.table(["database, pollers", "watches polled", "threads each", "errors", "cycle s",
+                            "polls/s", "CPU ms/poll", "peak RSS MB"], rows))
+    if results.get("note"):
+        text += f"\n\n{results['note']}"
+    return text
+
+
+if __name__ == "__main__":
+    if "--child" in sys.argv:
+        child()
+    else:
+        print(report(run(quick="--quick" in sys.argv)))
