@@ -21,6 +21,16 @@ PROFILE_STATS_FIELDS = ("followerCount", "followingCount", "heart", "heartCount"
                         "diggCount", "friendCount")
 
 
+def as_text(value: Any) -> str | None:
+    """An upstream value that must be a string, else ``None`` (never coerced or invented)."""
+    return value if isinstance(value, str) else None
+
+
+def as_int(value: Any) -> int | None:
+    """An upstream value that must be an integer (not a bool), else ``None``."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _pick(source: dict | None, names: tuple[str, ...]) -> dict:
     source = source or {}
     return {name: source.get(name) for name in names}

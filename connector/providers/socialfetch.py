@@ -26,7 +26,7 @@ import httpx
 
 from ..config import Settings
 from ..errors import UpstreamError, kind_for_status
-from ..records import Page, profile_record, user_record
+from ..records import Page, as_int, as_text, profile_record, user_record
 from .base import Provider
 from .http import UpstreamHTTP, read_json
 
@@ -36,18 +36,12 @@ LIST_STATUSES = frozenset({"found", "hidden", "private", "not_found"})
 PROFILE_STATUSES = frozenset({"found", "private", "not_found"})
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
 
 def _id(value: Any) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    return _text(value) or None
+    return as_text(value) or None
 
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _bool(value: Any) -> bool | None:
@@ -73,12 +67,12 @@ def _user(item: dict) -> dict:
     """The seed's follower ``user`` fields from a Social Fetch account item."""
     return {
         "id": _id(item.get("platformUserId")),
-        "uniqueId": _text(item.get("handle")),
-        "nickname": _text(item.get("displayName")),
-        "avatarThumb": _text(_avatars(item).get("thumb")),
-        "signature": _text(item.get("bio")),
+        "uniqueId": as_text(item.get("handle")),
+        "nickname": as_text(item.get("displayName")),
+        "avatarThumb": as_text(_avatars(item).get("thumb")),
+        "signature": as_text(item.get("bio")),
         "verified": _bool(item.get("verified")),
-        "secUid": _text(item.get("secUid")),
+        "secUid": as_text(item.get("secUid")),
         "privateAccount": _bool(item.get("privateAccount")),
     }
 
@@ -171,21 +165,21 @@ class SocialFetchProvider(Provider):
             raise UpstreamError("invalid_data", "profile without a profile object", provider=self.name)
         metrics = metrics or {}
         avatars = _avatars(profile)
-        bio_link = _text(profile.get("bioLink"))
+        bio_link = as_text(profile.get("bioLink"))
         user = {
             **_user(profile),
-            "avatarLarger": _text(avatars.get("large")),
-            "avatarMedium": _text(avatars.get("medium")),
+            "avatarLarger": as_text(avatars.get("large")),
+            "avatarMedium": as_text(avatars.get("medium")),
             "createTime": _unix(profile.get("accountCreatedAt")),
             "bioLink": {"link": bio_link, "risk": None} if bio_link else None,
         }
-        likes = _int(metrics.get("likes"))
+        likes = as_int(metrics.get("likes"))
         stats = {
-            "followerCount": _int(metrics.get("followers")),
-            "followingCount": _int(metrics.get("following")),
+            "followerCount": as_int(metrics.get("followers")),
+            "followingCount": as_int(metrics.get("following")),
             "heart": likes,
             "heartCount": likes,
-            "videoCount": _int(metrics.get("videos")),
+            "videoCount": as_int(metrics.get("videos")),
         }
         return profile_record(user, stats, [])
 
@@ -211,8 +205,8 @@ class SocialFetchProvider(Provider):
             user = _user(item)
             if not (user["id"] or user["secUid"] or user["uniqueId"]):
                 raise UpstreamError("invalid_data", f"{which} item without any identity", provider=self.name)
-            records.append(user_record(user, {"followerCount": _int(metrics.get("followers")),
-                                              "followingCount": _int(metrics.get("following"))}))
+            records.append(user_record(user, {"followerCount": as_int(metrics.get("followers")),
+                                              "followingCount": as_int(metrics.get("following"))}))
         next_cursor = page.get("nextCursor")
         has_more = page.get("hasMore")
         if not isinstance(next_cursor, (str, type(None))) or not isinstance(has_more, bool):
@@ -221,12 +215,12 @@ class SocialFetchProvider(Provider):
             raise UpstreamError("invalid_data", f"{which} says hasMore without a nextCursor", provider=self.name)
         page_meta = {}
         if isinstance(meta, dict):
-            if _int(meta.get("creditsCharged")) is not None:
+            if as_int(meta.get("creditsCharged")) is not None:
                 page_meta["creditsCharged"] = meta["creditsCharged"]
             if isinstance(meta.get("requestId"), str):
                 page_meta["requestId"] = meta["requestId"]
         return Page(records=records, next_cursor=next_cursor if has_more else None, max_cursor=None,
-                    has_more=has_more, total=_int(data.get(total_key)), meta=page_meta)
+                    has_more=has_more, total=as_int(data.get(total_key)), meta=page_meta)
 
     def list_followers(self, handle: str, *, cursor: Any = None, count: int | None = None,
                        request_source: str = "API") -> Page:

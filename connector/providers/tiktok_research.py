@@ -28,7 +28,7 @@ import httpx
 
 from ..config import Settings
 from ..errors import UpstreamError, kind_for_status
-from ..records import Page, follower_key, profile_record, user_record
+from ..records import Page, as_int, as_text, follower_key, profile_record, user_record
 from .base import Provider
 from .http import UpstreamHTTP, read_json
 
@@ -65,12 +65,6 @@ def kind_for_code(code: str, message: str, status: int) -> str:
     return kind_for_status(status) if status != 200 else "fetch_error"
 
 
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 class TikTokResearchProvider(Provider):
@@ -234,23 +228,23 @@ class TikTokResearchProvider(Provider):
         known = [name for name in INFO_FIELDS.split(",") if name in data]
         if not known:
             raise UpstreamError("invalid_data", "user info without any requested field", provider=self.name)
-        bio_url = _text(data.get("bio_url"))
-        likes = _int(data.get("likes_count"))
+        bio_url = as_text(data.get("bio_url"))
+        likes = as_int(data.get("likes_count"))
         is_verified = data.get("is_verified")
         user = {
             "uniqueId": handle,
-            "nickname": _text(data.get("display_name")),
-            "avatarThumb": _text(data.get("avatar_url")),
-            "signature": _text(data.get("bio_description")),
+            "nickname": as_text(data.get("display_name")),
+            "avatarThumb": as_text(data.get("avatar_url")),
+            "signature": as_text(data.get("bio_description")),
             "verified": is_verified if isinstance(is_verified, bool) else None,
             "bioLink": {"link": bio_url, "risk": None} if bio_url else None,
         }
         stats = {
-            "followerCount": _int(data.get("follower_count")),
-            "followingCount": _int(data.get("following_count")),
+            "followerCount": as_int(data.get("follower_count")),
+            "followingCount": as_int(data.get("following_count")),
             "heart": likes,
             "heartCount": likes,
-            "videoCount": _int(data.get("video_count")),
+            "videoCount": as_int(data.get("video_count")),
         }
         return profile_record(user, stats, [])
 
@@ -260,7 +254,7 @@ class TikTokResearchProvider(Provider):
             return None
         if isinstance(cursor, str) and cursor.strip().isdigit():
             cursor = int(cursor.strip())
-        if _int(cursor) is None or cursor < 0:
+        if as_int(cursor) is None or cursor < 0:
             raise UpstreamError("reported_issue", f"cursor {str(cursor)[:40]!r} is not unix seconds",
                                 provider="tiktok_research")
         return cursor
@@ -277,9 +271,9 @@ class TikTokResearchProvider(Provider):
         ):
             raise UpstreamError("invalid_data", f"{which} list missing or malformed", provider=self.name)
         has_more, next_cursor = data.get("has_more"), data.get("cursor")
-        if not isinstance(has_more, bool) or (has_more and _int(next_cursor) is None):
+        if not isinstance(has_more, bool) or (has_more and as_int(next_cursor) is None):
             raise UpstreamError("invalid_data", f"{which} page state malformed", provider=self.name)
-        records = [user_record({"uniqueId": i["username"], "nickname": _text(i.get("display_name"))}, None)
+        records = [user_record({"uniqueId": i["username"], "nickname": as_text(i.get("display_name"))}, None)
                    for i in items]
         keys = frozenset(follower_key(r) for r in records)
         if before is not None:
@@ -294,7 +288,7 @@ class TikTokResearchProvider(Provider):
                 self._boundaries[(which, handle, next_cursor)] = keys
                 while len(self._boundaries) > self._boundary_memory:
                     self._boundaries.popitem(last=False)
-        return Page(records=records, next_cursor=_int(next_cursor), max_cursor=None, has_more=has_more,
+        return Page(records=records, next_cursor=as_int(next_cursor), max_cursor=None, has_more=has_more,
                     total=None)
 
     def list_followers(self, handle: str, *, cursor: Any = None, count: int | None = None,

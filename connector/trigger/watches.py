@@ -27,7 +27,7 @@ from ..store.keys import Caller
 from ..store.schema import api_keys
 from .crypto import credential_hash, decrypt_credentials, encrypt_credentials
 from .detect import LoopDetected, keyed, walk
-from .events import dumps, event_id, event_payload
+from .events import dumps, event_payload
 from .options import TriggerOptions, poll_freshness
 from .tables import deliveries, events, seen_followers, subscriptions, watches
 
