@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import time
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ from ..providers.http import parse_retry_after
 from .crypto import sign
 from .options import TriggerOptions
 from .tables import deliveries, delivery_attempts, events, subscriptions
-from .targets import check_target_url
+from .targets import pinned_targets
 
 log = logging.getLogger("connector.trigger")
 
@@ -90,9 +91,9 @@ def deliver_one(store, settings, client: httpx.Client, delivery_id: int,
     started = time.monotonic()
     status_code, error, retry_after = None, None, None
     try:
-        check_target_url(row.target_url, allow_private=settings.allow_private_targets)
-        response = client.post(row.target_url, content=row.payload.encode(),
-                               headers=signed_headers(row.secret, row.event_id, row.payload))
+        response = post_pinned(client, row.target_url, row.payload.encode(),
+                               signed_headers(row.secret, row.event_id, row.payload),
+                               allow_private=settings.allow_private_targets)
         status_code = response.status_code
         if not 200 <= status_code < 300:
             error = f"HTTP {status_code}"
@@ -136,6 +137,20 @@ def deliver_one(store, settings, client: httpx.Client, delivery_id: int,
         log.info("delivery %s of %s to subscription %s: %s (%s)", delivery_id, row.event_id,
                  row.subscription_id, error, result)
     return Outcome(delivery_id, result, status_code, error)
+
+
+def post_pinned(client: httpx.Client, target_url: str, body: bytes, headers: dict, *,
+                allow_private: bool, resolve=socket.getaddrinfo) -> httpx.Response:
+    """POST to the addresses the target's name resolves to now, each checked, in turn until
+    one connects (so a name cannot be re-pointed inside between the check and the send)."""
+    *others, last = pinned_targets(target_url, allow_private=allow_private, resolve=resolve)
+    for url, host, extensions in others:
+        try:
+            return client.post(url, content=body, headers={**headers, **host}, extensions=extensions)
+        except httpx.ConnectError:
+            continue
+    url, host, extensions = last
+    return client.post(url, content=body, headers={**headers, **host}, extensions=extensions)
 
 
 def _prune_attempts(conn, subscription_id: str) -> None:
