@@ -63,7 +63,11 @@ def serve(demo, host, port, workers, threads):
         click.echo("No provider is configured: set DUMPLING_API_KEY, SOCIALFETCH_API_KEY or "
                    "TIKTOK_CLIENT_KEY/TIKTOK_CLIENT_SECRET, or run with --demo.", err=True)
     click.echo(f"Serving on http://{host}:{port} with provider {settings.default_provider or '(none)'}")
-    if demo and not settings.api_keys and not svc.keys.list():
+    existing = svc.keys.list() if demo and not settings.api_keys else []
+    if demo and not settings.api_keys and any(not k["revoked_at"] for k in existing):
+        click.echo("Caller keys exist already (`connector keys list`); use one of them, or make "
+                   "another with `connector keys create --name NAME`.")
+    elif demo and not settings.api_keys:
         raw, _ = svc.keys.create(name="demo")
         click.echo("No caller keys were configured, so a demo key was created (shown once):")
         click.echo(f"  export KEY={raw}")

@@ -87,3 +87,17 @@ def test_serve_demo_prints_a_key_that_works(env):
         proc.send_signal(signal.SIGTERM)
         output = proc.communicate(timeout=30)[0]
     assert key not in output  # printed once, never in the access log or anywhere after
+
+
+def test_serve_demo_with_existing_keys_says_how_to_get_one(env):
+    run(env, "keys", "create", "--name", "first")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "connector.cli", "serve", "--demo", "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in range(2)]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert "Caller keys exist already" in "".join(lines)
+    assert "export KEY=" not in "".join(lines)
