@@ -16,7 +16,7 @@ The worker is ``connector poll`` in its own process, running continuously (its d
 from __future__ import annotations
 
 import json
-import os
+import random
 import sys
 import tempfile
 import time
@@ -75,11 +75,9 @@ def run(quick: bool = False) -> dict:
             commits = detected(list(arrived))
             samples.setdefault((source, n), []).extend((commits[i], at) for i, at in arrived.items())
 
-        env = {**fake.env, "CONNECTOR_PROVIDER": "dumpling", "CONNECTOR_DATABASE_URL": database_url,
-               "CONNECTOR_ALLOW_PRIVATE_TARGETS": "1", "CONNECTOR_POLL_INTERVAL": "300",
-               "CONNECTOR_LOG_LEVEL": "WARNING"}
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CONNECTOR_", "DUMPLING_"))} | env
-        rng = __import__("random").Random(8)
+        env = dict(fake.env, CONNECTOR_PROVIDER="dumpling", CONNECTOR_DATABASE_URL=database_url,
+                   CONNECTOR_ALLOW_PRIVATE_TARGETS="1", CONNECTOR_POLL_INTERVAL="300", CONNECTOR_LOG_LEVEL="WARNING")
+        rng = random.Random(8)
         serial = 0
         with common.process([sys.executable, "-m", "connector.cli", "poll"], env=env):
             time.sleep(1.5)   # the worker is up and idling

@@ -76,6 +76,14 @@ def make_all_due(database_url: str) -> None:
         store.dispose()
 
 
+def _cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(x) for x in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
+
+
 def _readline(proc: subprocess.Popen, timeout: float) -> str:
     ready, _, _ = select.select([proc.stdout], [], [], timeout)
     if not ready:
@@ -98,10 +106,12 @@ def cycle(database_url: str, upstream: str, *, pollers: int = 1, threads: int | 
     try:
         for proc in procs:
             assert _readline(proc, READY_TIMEOUT).strip() == "ready"
+        busy_before, total_before = _cpu_times()
         for proc in procs:
             proc.stdin.write("go\n")
             proc.stdin.flush()
         results = [json.loads(_readline(proc, timeout)) for proc in procs]
+        busy_after, total_after = _cpu_times()
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -114,7 +124,9 @@ def cycle(database_url: str, upstream: str, *, pollers: int = 1, threads: int | 
             "errors": sum(r["errors"] for r in results), "pages": sum(r["pages"] for r in results),
             "wall_s": wall, "polls_per_s": watches / wall if wall else 0.0,
             "cpu_ms_per_poll": cpu * 1000 / watches if watches else float("nan"),
-            "rss_mb": max(r["rss_kb"] for r in results) / 1024}
+            "rss_mb": max(r["rss_kb"] for r in results) / 1024,
+            # Everything on the machine (pollers, database, fake upstream, other users): 100 % = all cores.
+            "machine_busy": (busy_after - busy_before) / max(total_after - total_before, 1)}
 
 
 def child() -> None:
@@ -160,6 +172,8 @@ def run(quick: bool = False) -> dict:
         sqlite_url = f"sqlite:///{tmp}/poller.db"
         seed(sqlite_url, count)
         rows["SQLite, 1 poller"] = cycle(sqlite_url, upstream)
+        if not quick:   # the setting that helps a single poller: CONNECTOR_POLL_THREADS
+            rows["SQLite, 1 poller, CONNECTOR_POLL_THREADS=32"] = cycle(sqlite_url, upstream, threads=32)
         with common.pg_schema() as pg_url:
             if pg_url is None:
                 return {"count": count, "rows": rows, "note": f"PostgreSQL unreachable at {common.PG_URL}"}
@@ -171,11 +185,13 @@ def run(quick: bool = False) -> dict:
 
 def report(results: dict) -> str:
     rows = [[name, r["watches"], r["threads"], r["errors"], f"{r['wall_s']:.1f}", f"{r['polls_per_s']:,.0f}",
-             f"{r['cpu_ms_per_poll']:.1f}", f"{r['rss_mb']:.0f}"] for name, r in results["rows"].items()]
+             f"{r['cpu_ms_per_poll']:.1f}", f"{r['rss_mb']:.0f}",
+             f"{r['machine_busy']:.0%}"] for name, r in results["rows"].items()]
     text = (f"### Poller: one cycle of {results['count']:,} due watches, upstream answering in "
             f"{float(os.environ.get('BENCH_LATENCY', '0.1')) * 1000:.0f} ms\n\n"
             + common.table(["database, pollers", "watches polled", "threads each", "errors", "cycle s",
-                            "polls/s", "CPU ms/poll", "peak RSS MB"], rows))
+                            "polls/s", "CPU ms/poll", "peak RSS MB",
+                            f"machine CPU busy ({os.cpu_count()} cores)"], rows))
     if results.get("note"):
         text += f"\n\n{results['note']}"
     return text
