@@ -37,6 +37,8 @@ def main():
     """tiktok-connector: TikTok follower data for Zapier, Make.com and webhooks."""
     logging.basicConfig(level=os.environ.get("CONNECTOR_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request URL at INFO; webhook URLs (Zapier's hook URLs) are capabilities.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 # -- serve -------------------------------------------------------------------

@@ -164,3 +164,16 @@ def test_fuzzed_bodies_never_500(demo, route):
         assert r.status_code < 500, (body, r.text)
         assert set(r.json()) <= {"error", "user", "stats", "itemList", "followers", "followingList",
                                  "maxCursor", "minCursor", "hasMore", "total"}
+
+
+@pytest.mark.parametrize("content,status", [(b"{bad", 400), (json.dumps({"handle": "a" * 100_000}).encode(), 413)])
+def test_bad_bodies_still_count_and_carry_rate_headers(serve, make_settings, content, status):
+    live = serve(make_settings())
+    raw, _ = live.services.keys.create(rate_limit=2)
+    http = live.client(raw, headers={"Content-Type": "application/json"})
+    first = http.post(ROUTES[1], content=content)
+    assert first.status_code == status
+    assert (first.headers["X-RateLimit-Limit"], first.headers["X-RateLimit-Remaining"]) == ("2", "1")
+    http.post(ROUTES[1], content=content)
+    third = http.post(ROUTES[1], json={"handle": "abc"})
+    assert third.status_code == 429

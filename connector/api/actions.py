@@ -7,7 +7,7 @@ from flask import Blueprint, jsonify, request
 from ..errors import ConnectorError, InsufficientCredits, UpstreamError
 from ..manifests import Manifest
 from ..records import Page
-from .common import authenticate, count_request, json_body, services, unexpected, upstream_failure
+from .common import authenticate, counted_body, services, unexpected, upstream_failure
 
 def provider_for_request():
     """The provider this request names (X-Provider, X-Provider-Key) or the configured one."""
@@ -21,8 +21,7 @@ def make_view(manifest: Manifest):
     def view():
         svc = services()
         caller = authenticate()
-        body = json_body()
-        count_request(caller, manifest.key, body)
+        body = counted_body(caller, manifest.key)
         values = manifest.parse(body, request.headers)
         handle = values.get("handle")
         provider = None

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..config import Settings
 from ..errors import INVALID_JSON, BadRequest, ConnectorError, RateLimited, Unauthorized, UpstreamError, redact
@@ -71,6 +72,22 @@ def json_body() -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest(INVALID_JSON) from None
+
+
+def counted_body(caller: Caller, action: str) -> Any:
+    """The request body, after the request was counted against the caller's rate limit.
+
+    A malformed or oversized body is counted (and answered with the rate-limit headers) like
+    any other request before its 400 or 413.
+    """
+    try:
+        body, error = json_body(), None
+    except (BadRequest, RequestEntityTooLarge) as exc:
+        body, error = None, exc
+    count_request(caller, action, body)
+    if error is not None:
+        raise error
+    return body
 
 
 def upstream_failure(manifest: Manifest, exc: UpstreamError, handle: str | None,
