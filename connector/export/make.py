@@ -220,7 +220,9 @@ def polling_trigger_module(manifest: dict) -> dict:
     communication = _trigger_request(manifest, inputs, "{{parameters.limit}}")
     communication["response"] = {
         "iterate": "{{body.events}}", "output": "{{item}}", "limit": "{{parameters.limit}}",
-        "trigger": {"type": "id", "order": "desc", "id": f"{{{{item.{id_path}}}}}"},
+        # Make compares trigger ids to find new items, so it needs one that grows: the
+        # polling route's `order` field (event ids are hashes, stable but unordered).
+        "trigger": {"type": "id", "order": "desc", "id": f"{{{{item.{output.get('order', id_path)}}}}}"},
     }
     maximum = (limit_spec or {}).get("maximum", 100)
     epoch = _trigger_request(manifest, inputs, maximum)

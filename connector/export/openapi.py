@@ -147,6 +147,10 @@ def json_content(schema: dict, example=None) -> dict:
 def polling_operation(manifest: dict) -> dict:
     """A trigger's polling route: newest events first; Zapier gets a bare array."""
     event = {"$ref": f"#/components/schemas/{_event_name(manifest)}"}
+    order = manifest["output"].get("order")
+    if order:  # the polling route numbers its items so platforms can tell which are new
+        event = {"allOf": [event, {"type": "object", "required": [order], "properties": {order: {
+            "type": "integer", "description": "Increases with every event detected; newer events are larger."}}}]}
     op = action_operation(manifest)
     op["description"] = (f"{manifest['description']} Returns the newest events first: a bare JSON array "
                          "when requestSource is ZAPIER, otherwise {\"events\": [...]}. The first call for "
