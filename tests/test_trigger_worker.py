@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from connector.trigger.tables import events, watches
+from connector.trigger.watches import claim_watch, delete_subscription, poll_watch
 from connector.trigger.worker import poll_due_watches
 from tests.conftest import PG_URL
 from tests.fakes import FakeDumpling, FakeWorld
@@ -156,3 +157,73 @@ def test_watches_are_polled_concurrently(serve, sqlite_url):
             receiver.close()
         assert stats.watches == 32 and stats.pages == 32 and stats.errors == 0
         assert elapsed < 32 * 0.1 / 2, f"{elapsed:.2f}s: polls were serialised"
+
+
+@pytest.fixture
+def four_pages():
+    """A fake Dumpling whose account "slow" has 100 followers more than its baseline will see."""
+    world = FakeWorld(seed=4)
+    world.add_account("slow", followers=30)
+    with FakeDumpling(world) as fake:
+        fake.world = world
+        yield fake
+
+
+def claimed_watch(serve, fake, sqlite_url, credits=None, lease=0.3):
+    """A hook on "slow", then 100 new followers (4 pages), the watch claimed by "me"."""
+    live = serve(trigger_settings(fake, sqlite_url, extra={"lease_seconds": lease}))
+    svc = live.services
+    raw, row = svc.keys.create(credits=credits)
+    with live.client(raw) as http:
+        hook = subscribe(http, "slow", "http://127.0.0.1:9/hook")
+    fake.world.add_followers("slow", 100)
+    make_due(svc)
+    with svc.store.connect() as conn:
+        wid = conn.execute(sa.select(watches.c.id)).scalar_one()
+    assert claim_watch(svc.store, wid, "me", lease, due_only=True)
+    return svc, wid, row["id"], hook
+
+
+def test_a_long_poll_renews_its_lease(serve, four_pages, sqlite_url, monkeypatch):
+    svc, wid, _, _ = claimed_watch(serve, four_pages, sqlite_url, lease=0.3)
+    calls, taken = [], []
+    reserve = svc.keys.reserve
+
+    def slow_reserve(caller, cost):          # the poll outlasts its first lease ...
+        calls.append(1)
+        if len(calls) == 2:
+            time.sleep(0.45)
+        if len(calls) == 3:                  # ... and another poller tries to take the watch
+            taken.append(claim_watch(svc.store, wid, "thief", 0.3, due_only=False))
+        return reserve(caller, cost)
+    monkeypatch.setattr(svc.keys, "reserve", slow_reserve)
+    result = poll_watch(svc, wid, "me")
+    assert taken == [False]
+    assert not result.lease_lost and result.new_events == 100
+
+
+@pytest.mark.parametrize("how", ["taken over", "watch deleted"])
+def test_credits_are_refunded_when_the_lease_is_lost(serve, four_pages, sqlite_url, monkeypatch, how):
+    svc, wid, key_id, hook = claimed_watch(serve, four_pages, sqlite_url, credits=10, lease=60)
+    assert svc.keys.balance(key_id) == 9
+    calls = []
+    reserve = svc.keys.reserve
+
+    def reserve_then_lose(caller, cost):
+        calls.append(1)
+        if len(calls) == 3:
+            with svc.store.write() as conn:
+                if how == "taken over":
+                    conn.execute(watches.update().values(lease_owner="thief"))
+                else:
+                    delete_subscription(conn, hook["id"], wid)
+        return reserve(caller, cost)
+    monkeypatch.setattr(svc.keys, "reserve", reserve_then_lose)
+    pages = follower_pages(four_pages)
+    result = poll_watch(svc, wid, "me")
+    assert result.lease_lost and result.new_events == 0
+    assert follower_pages(four_pages) == pages + 3           # stopped at the next page
+    assert svc.keys.balance(key_id) == 9                     # nothing committed, nothing charged
+    with svc.store.connect() as conn:
+        count = conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one()
+    assert count == (30 if how == "taken over" else 0)       # the baseline only (or nothing: gone)

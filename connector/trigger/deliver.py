@@ -3,7 +3,8 @@
 A delivery row is claimed by moving its ``next_attempt_at`` a lease ahead (so a crashed
 sender's row comes back by itself), then sent with Standard Webhooks headers
 (``webhook-id`` is the event id, stable across retries). 2xx: delivered. 410: the
-subscription is deleted with its pending deliveries. Anything else, a timeout or a
+subscription is deleted with its pending deliveries (and its watch, if no other
+subscription uses it). Anything else, a timeout or a
 redirect (never followed): retried after ``webhook_retry_schedule[attempt]`` seconds with
 -10 % to +20 % jitter (the default schedule still spans > 72 h), or later if the receiver's ``Retry-After`` asks; failed after the schedule.
 """
@@ -25,6 +26,7 @@ from .crypto import sign
 from .options import TriggerOptions
 from .tables import deliveries, delivery_attempts, events, subscriptions
 from .targets import pinned_targets
+from .watches import delete_subscription
 
 log = logging.getLogger("connector.trigger")
 
@@ -81,8 +83,8 @@ def deliver_one(store, settings, client: httpx.Client, delivery_id: int,
     with store.connect() as conn:
         row = conn.execute(
             sa.select(deliveries.c.id, deliveries.c.attempts, deliveries.c.event_id,
-                      deliveries.c.subscription_id, subscriptions.c.target_url, subscriptions.c.secret,
-                      events.c.payload)
+                      deliveries.c.subscription_id, subscriptions.c.watch_id, subscriptions.c.target_url,
+                      subscriptions.c.secret, events.c.payload)
             .select_from(deliveries.join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
                          .join(events, events.c.id == deliveries.c.event_id))
             .where(deliveries.c.id == delivery_id, deliveries.c.status == "pending")).first()
@@ -112,7 +114,7 @@ def deliver_one(store, settings, client: httpx.Client, delivery_id: int,
     with store.write() as conn:
         if status_code == 410:
             # The receiver says the subscription is gone (Zapier does this on unsubscribe).
-            conn.execute(subscriptions.delete().where(subscriptions.c.id == row.subscription_id))
+            delete_subscription(conn, row.subscription_id, row.watch_id)
             log.info("subscription %s answered 410; deleted", row.subscription_id)
             return Outcome(delivery_id, "gone", status_code, error)
         still_there = conn.execute(subscriptions.update().where(subscriptions.c.id == row.subscription_id)

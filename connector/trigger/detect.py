@@ -33,6 +33,7 @@ class LoopDetected(Exception):
 @dataclass
 class Walk:
     new: list[tuple[str, dict]] = field(default_factory=list)   # (key, record), newest first
+    new_page: list[int] = field(default_factory=list)            # the page (0-based, this walk's) of each
     pages: int = 0
     cursor: Any = None      # where to continue; None once the frontier or the end was reached
     reason: str = ""        # frontier | end | budget | unpaid
@@ -87,6 +88,7 @@ def walk(fetch: Callable[[Any], Page | None], is_seen: Callable[[list[str]], set
                 streak = 0
                 known.add(key)
                 result.new.append((key, record))
+                result.new_page.append(result.pages - 1)
         cursor = page.next_cursor
         if not page.has_more or not page.records or cursor is None:
             result.cursor, result.reason = None, "end"

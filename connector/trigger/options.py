@@ -16,6 +16,7 @@ from ..config import Settings
 @dataclass(frozen=True)
 class TriggerOptions:
     page_budget: int = 10          # upstream pages one poll may read (the rest waits for the next poll)
+    request_page_budget: int = 2   # pages a poll made inside an HTTP request may read (Zapier waits 30 s)
     frontier_run: int = 3          # consecutive seen followers that mark the known frontier
     lease_seconds: float = 120.0   # how long a poller owns a watch before another may take it over
     poll_threads: int = 16         # watches polled at once by one worker

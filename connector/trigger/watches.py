@@ -1,11 +1,17 @@
 """Watches: creation with a baseline, leases, and one poll committed in one transaction.
 
-A poll reads pages outside any transaction, charging every paying key per page, then
-commits in ONE transaction: the lease check, the watch's status and cursors, the seen
-followers, the new events (oldest first, so ``seq`` puts the newest last) and one delivery
-row per active hook subscription (the outbox). Ids are deterministic and every insert is
-``ON CONFLICT DO NOTHING``, so a poll that dies before its commit is redone without a
-trace, and two pollers that raced commit every event once.
+A poll reads pages outside any transaction, charging every paying key per page (and
+renewing its lease before each page), then commits in ONE transaction: the lease check, the
+watch's status and cursors, the seen followers, the new events (oldest first, so ``seq`` puts
+the newest last) and one delivery row per hook subscription whose key paid for the page the
+event was found on (the outbox). Ids are deterministic and every insert is ``ON CONFLICT DO
+NOTHING``, so a poll that dies before its commit is redone without a trace, and two pollers
+that raced commit every event once. A poll that loses its lease (or its watch) refunds what
+it charged.
+
+Unread gaps (``resume_cursor``) are saved as ``{"gaps": [{"cursor", "since"}]}``, ``since``
+being when the gap opened: followers found in a gap predate every hook created after that,
+so they are not delivered to those hooks.
 """
 
 from __future__ import annotations
@@ -70,6 +76,31 @@ def insert_ignore(dialect: str, table: sa.Table, values: dict):
 
 def get_watch(conn, wid: str):
     return conn.execute(sa.select(watches).where(watches.c.id == wid)).mappings().first()
+
+
+def delete_subscription(conn, sub_id: str, wid: str) -> None:
+    """Delete a subscription, then its watch if no subscription uses it any more (a later
+    subscription starts from a fresh baseline). Run it in a write transaction."""
+    conn.execute(subscriptions.delete().where(subscriptions.c.id == sub_id))
+    left = conn.execute(sa.select(sa.func.count()).select_from(subscriptions)
+                        .where(subscriptions.c.watch_id == wid)).scalar_one()
+    if not left:
+        conn.execute(watches.delete().where(watches.c.id == wid))
+
+
+def load_gaps(raw: str | None) -> list[dict]:
+    """A watch's unread gaps as ``[{"cursor", "since"}]``; gaps saved as a bare JSON list
+    (before ``since`` was kept) have ``since`` None: every hook receives their followers."""
+    if not raw:
+        return []
+    data = json.loads(raw)
+    if isinstance(data, dict):
+        return list(data.get("gaps") or [])
+    return [{"cursor": cursor, "since": None} for cursor in data]
+
+
+def dump_gaps(gaps: list[dict]) -> str | None:
+    return json.dumps({"gaps": gaps}) if gaps else None
 
 
 # -- paying keys ---------------------------------------------------------------------------
@@ -138,15 +169,20 @@ def open_watch(svc, provider_name: str, credentials: str | None, handle: str, ca
             "created_at": now}).returning(watches.c.id)).first() is not None
         if created:  # a concurrent request may have created it first: its baseline stands
             _store_events(conn, svc.store.dialect, wid, handle, provider_name,
-                          list(reversed(keyed(page.records))), now, baseline=True, hooks=[])
+                          list(reversed(keyed(page.records))), now, baseline=True)
         row = get_watch(conn, wid)
     return row, created
 
 
-def _store_events(conn, dialect, wid, handle, provider_name, oldest_first, now, *, baseline, hooks) -> int:
-    """Seen rows, events and outbox rows; returns how many events were new."""
+def _store_events(conn, dialect, wid, handle, provider_name, oldest_first, now, *, baseline,
+                  hooks=(), recipients: list | None = None) -> int:
+    """Seen rows, events and outbox rows; returns how many events were new.
+
+    Each new event gets a delivery for every subscription id in ``hooks``, or, when given,
+    in ``recipients[i]`` for the i-th follower of ``oldest_first``.
+    """
     inserted = 0
-    for key, record in oldest_first:
+    for index, (key, record) in enumerate(oldest_first):
         conn.execute(insert_ignore(dialect, seen_followers, {"watch_id": wid, "follower_key": key}))
         payload = event_payload(wid, key, record, handle=handle, provider=provider_name, detected_at=now)
         new = conn.execute(insert_ignore(dialect, events, {
@@ -155,7 +191,7 @@ def _store_events(conn, dialect, wid, handle, provider_name, oldest_first, now, 
         if new is None:
             continue
         inserted += 1
-        for sub_id in hooks:
+        for sub_id in (hooks if recipients is None else recipients[index]):
             conn.execute(insert_ignore(dialect, deliveries, {
                 "subscription_id": sub_id, "event_id": payload["id"], "status": "pending", "attempts": 0,
                 "next_attempt_at": now, "created_at": now}))
@@ -202,6 +238,15 @@ def claim_due_watches(store, settings, owner: str, lease: float, *, limit: int, 
         return list(conn.execute(stmt).scalars())
 
 
+def renew_lease(store, wid: str, owner: str, lease: float) -> None:
+    """Extend our lease; :class:`LeaseLost` if another poller took it or the watch is gone."""
+    with store.write() as conn:
+        result = conn.execute(watches.update().where(watches.c.id == wid, watches.c.lease_owner == owner)
+                              .values(lease_expires_at=time.time() + lease))
+    if result.rowcount != 1:
+        raise LeaseLost(wid)
+
+
 def release_watch(store, wid: str, owner: str) -> None:
     with store.write() as conn:
         conn.execute(watches.update().where(watches.c.id == wid, watches.c.lease_owner == owner)
@@ -210,15 +255,27 @@ def release_watch(store, wid: str, owner: str) -> None:
 
 # -- one poll -------------------------------------------------------------------------------
 
-def poll_watch(svc, wid: str, owner: str, *, extra_payers: dict[str, Caller] | None = None) -> PollResult:
+@dataclass
+class Found:
+    """A new follower, the keys that paid for the page it was on, and when its gap opened
+    (None: found from the top, or in a gap older than ``since`` was kept)."""
+    key: str
+    record: dict
+    payers: frozenset
+    since: float | None
+
+
+def poll_watch(svc, wid: str, owner: str, *, extra_payers: dict[str, Caller] | None = None,
+               max_pages: int | None = None) -> PollResult:
     """Poll a watch whose lease ``owner`` holds; commit everything it learnt at once.
 
     ``extra_payers``: keys that pay for this poll without a subscription yet (a hook being
     created on an existing watch polls it first, so followers that exist at that moment
-    never fire for it).
+    never fire for it). ``max_pages`` caps the page budget (polls made inside a request).
     """
     settings = svc.settings
     opts = TriggerOptions.from_settings(settings)
+    budget = opts.page_budget if max_pages is None else min(opts.page_budget, max_pages)
     manifest = trigger_manifest(svc.manifests)
     cost = manifest.cost
     now = time.time()
@@ -234,12 +291,24 @@ def poll_watch(svc, wid: str, owner: str, *, extra_payers: dict[str, Caller] | N
 
     charged: Counter = Counter()
     unpaid: set = set()
+    page_payers: list[frozenset] = []    # the key ids that paid for each page read, in order
+
+    def lost() -> PollResult:
+        """The lease (or the watch) is gone: nothing is committed, so nothing is charged."""
+        log.warning("lost the lease of watch %s (taken over or deleted); its credits are refunded", wid)
+        for key_id, amount in charged.items():
+            svc.keys.refund(callers[key_id], amount)
+        charged.clear()
+        return PollResult(status=watch["status"], lease_lost=True, unpaid=unpaid)
 
     def finish_error(kind: str | None, message: str, status: str, clear_gaps: bool = False) -> PollResult:
         values = {"status": status, "last_error": message, "last_error_kind": kind}
         if clear_gaps:
             values["resume_cursor"] = None
-        _commit(svc, watch, owner, subs, charged, unpaid, callers, values, now, [], opts)
+        try:
+            _commit(svc, watch, owner, subs, charged, unpaid, callers, values, now, [])
+        except LeaseLost:
+            return lost()
         return PollResult(status=status, unpaid=unpaid)
 
     try:
@@ -252,6 +321,8 @@ def poll_watch(svc, wid: str, owner: str, *, extra_payers: dict[str, Caller] | N
                             ERROR_STATUS.get(exc.kind, "error"))
 
     def fetch(cursor: Any):
+        # A full poll may outlast one lease: renew it before every page (LeaseLost if taken over).
+        renew_lease(svc.store, wid, owner, opts.lease_seconds)
         paid = []
         for key_id, caller in callers.items():
             if key_id in unpaid:
@@ -270,6 +341,7 @@ def poll_watch(svc, wid: str, owner: str, *, extra_payers: dict[str, Caller] | N
             raise
         for caller in paid:
             charged[caller.id] += cost
+        page_payers.append(frozenset(caller.id for caller in paid))
         return page
 
     def is_seen(keys: list[str]) -> set:
@@ -279,52 +351,65 @@ def poll_watch(svc, wid: str, owner: str, *, extra_payers: dict[str, Caller] | N
             return set(conn.execute(sa.select(seen_followers.c.follower_key).where(
                 seen_followers.c.watch_id == wid, seen_followers.c.follower_key.in_(keys))).scalars())
 
-    gaps = json.loads(watch["resume_cursor"]) if watch["resume_cursor"] else []
+    gaps = load_gaps(watch["resume_cursor"])
     known: set = set()
     try:
-        top = walk(fetch, is_seen, run=opts.frontier_run, max_pages=opts.page_budget, known=known)
-        walks, remaining = [top], opts.page_budget - top.pages
-        new_gaps = [] if top.finished or top.cursor is None else [top.cursor]
+        top = walk(fetch, is_seen, run=opts.frontier_run, max_pages=budget, known=known)
+        walks, remaining = [(top, None)], budget - top.pages     # (walk, when its gap opened)
+        new_gaps = [] if top.finished or top.cursor is None else [{"cursor": top.cursor, "since": now}]
         for index, gap in enumerate(gaps):
             if remaining <= 0 or top.reason == "unpaid":
                 new_gaps.extend(gaps[index:])
                 break
-            more = walk(fetch, is_seen, start=gap, run=opts.frontier_run, max_pages=remaining, known=known)
+            more = walk(fetch, is_seen, start=gap["cursor"], run=opts.frontier_run, max_pages=remaining,
+                        known=known)
             remaining -= more.pages
-            walks.append(more)
+            walks.append((more, gap["since"]))
             if not more.finished:
-                new_gaps.append(more.cursor)
+                new_gaps.append({"cursor": more.cursor, "since": gap["since"]})
+    except LeaseLost:
+        return lost()
     except UpstreamError as exc:
         log.warning("poll of watch %s (%s) failed (%s): %s", wid, watch["provider"], exc.kind,
                     redact(exc.detail, provider.secrets()))
         result = finish_error(exc.kind, exc.user_message(manifest.errors, watch["handle"]),
                               ERROR_STATUS.get(exc.kind, "error"))
-        result.error = exc
+        result.error = None if result.lease_lost else exc
         return result
     except LoopDetected as exc:
         log.warning("poll of watch %s: %s", wid, exc)
         return finish_error("fetch_error", LOOP_MESSAGE, "error", clear_gaps=True)
 
-    pages = sum(w.pages for w in walks)
-    found = [item for w in walks for item in w.new]      # newest first
+    # Each new follower with the keys that paid for its page and when its gap opened, newest first.
+    found, offset = [], 0
+    for result, since in walks:
+        for (key, record), page in zip(result.new, result.new_page):
+            found.append(Found(key, record, page_payers[offset + page], since))
+        offset += result.pages
+    pages = len(page_payers)
     if pages == 0 and unpaid:
         status = "paused_credits"
     else:
         status = "backlog" if new_gaps else "active"
-    values = {"status": status, "last_error": None, "last_error_kind": None,
-              "resume_cursor": json.dumps(new_gaps) if new_gaps else None}
+    values = {"status": status, "last_error": None, "last_error_kind": None, "resume_cursor": dump_gaps(new_gaps)}
     if status == "paused_credits":
         values.update(last_error="No subscriber of this watch has credits left; top up a key to resume.")
     try:
         inserted = _commit(svc, watch, owner, subs, charged, unpaid, callers, values, now,
-                           list(reversed(found)), opts, pages=pages, backlog=bool(new_gaps))
+                           list(reversed(found)), pages=pages, backlog=bool(new_gaps))
     except LeaseLost:
-        log.warning("lost the lease of watch %s; another poller redoes the poll", wid)
-        return PollResult(status=watch["status"], lease_lost=True, unpaid=unpaid)
+        return lost()
     return PollResult(status=status, new_events=inserted, pages=pages, unpaid=unpaid)
 
 
-def _commit(svc, watch, owner, subs, charged, unpaid, callers, values, now, oldest_first, opts, *,
+def _recipients(hooks, item: Found) -> list[str]:
+    """The hooks an event goes to: those whose key paid for its page, and, for a follower
+    found in a gap, that existed when the gap opened (the follower predates the others)."""
+    return [s["id"] for s in hooks if s["key_id"] in item.payers
+            and (item.since is None or s["created_at"] <= item.since)]
+
+
+def _commit(svc, watch, owner, subs, charged, unpaid, callers, values, now, oldest_first: list[Found], *,
             pages: int | None = None, backlog: bool = False) -> int:
     """The poll's one transaction; raises :class:`LeaseLost` (and rolls back) without the lease."""
     wid, dialect = watch["id"], svc.store.dialect
@@ -336,14 +421,11 @@ def _commit(svc, watch, owner, subs, charged, unpaid, callers, values, now, olde
             pages_read=watches.c.pages_read + (pages or 0), **values))
         if result.rowcount != 1:
             raise LeaseLost(wid)
-        # Subscription status and spend: a key that could not pay is paused, one that paid resumes.
+        # Subscription status and spend: a key that paid resumes; one that could not pay the
+        # last page it was asked for is paused (applied after, so it wins).
         first_of_key: dict[str, str] = {}
         for sub in subs:
             first_of_key.setdefault(sub["key_id"], sub["id"])
-        for key_id in unpaid:
-            status = "paused_credits" if callers.get(key_id) is not None else "key_revoked"
-            conn.execute(subscriptions.update().where(subscriptions.c.watch_id == wid,
-                                                      subscriptions.c.key_id == key_id).values(status=status))
         for key_id, amount in charged.items():
             conn.execute(subscriptions.update().where(subscriptions.c.watch_id == wid,
                                                       subscriptions.c.key_id == key_id,
@@ -352,7 +434,11 @@ def _commit(svc, watch, owner, subs, charged, unpaid, callers, values, now, olde
             if key_id in first_of_key:
                 conn.execute(subscriptions.update().where(subscriptions.c.id == first_of_key[key_id])
                              .values(credits_spent=subscriptions.c.credits_spent + amount))
-        hooks = [s["id"] for s in subs if s["kind"] == "hook" and s["key_id"] not in unpaid
-                 and s["key_id"] in charged]
-        return _store_events(conn, dialect, wid, watch["handle"], watch["provider"], oldest_first, now,
-                             baseline=False, hooks=hooks)
+        for key_id in unpaid:
+            status = "paused_credits" if callers.get(key_id) is not None else "key_revoked"
+            conn.execute(subscriptions.update().where(subscriptions.c.watch_id == wid,
+                                                      subscriptions.c.key_id == key_id).values(status=status))
+        hooks = [s for s in subs if s["kind"] == "hook"]
+        return _store_events(conn, dialect, wid, watch["handle"], watch["provider"],
+                             [(item.key, item.record) for item in oldest_first], now, baseline=False,
+                             recipients=[_recipients(hooks, item) for item in oldest_first])
