@@ -237,3 +237,97 @@ def test_event_rows_are_never_duplicated(env):
     with env.svc.store.connect() as conn:
         rows = conn.execute(sa.select(events.c.id, events.c.follower_key)).all()
     assert len(rows) == len({r.id for r in rows}) == len({r.follower_key for r in rows}) == 30 + 40
+
+
+def test_a_key_running_out_mid_poll_gets_the_pages_it_paid_for(env):
+    """Page 1 is paid by both keys, page 2 by one: the other's hook gets page 1's followers
+    and shows paused_credits; while paused it gets nothing of what others paid for."""
+    env.subscribe()
+    raw, row = env.svc.keys.create(name="small", credits=2)
+    other = Receiver()
+    try:
+        with env.live.client(raw) as small:
+            r = small.post("/api/v1/hooks", json={"event": "new_follower", "handle": HANDLE, "targetUrl": other.url})
+            assert r.status_code == 201, r.text
+            hook = r.json()
+            assert env.svc.keys.balance(row["id"]) == 1              # the catch-up page
+            burst = env.world.add_followers(HANDLE, 40)              # two pages: 30, then 10
+            env.cycle()
+            assert set(delivered_ids(env)) == expected_ids(env, burst)
+            assert {b["id"] for b in other.delivered()} == expected_ids(env, burst[:30])
+            view = small.get(f"/api/v1/hooks/{hook['id']}").json()
+            assert view["status"] == "paused_credits" and view["creditsSpent"] == 1
+
+            while_paused = env.world.add_followers(HANDLE, 2)
+            env.cycle()
+            assert set(delivered_ids(env)) == expected_ids(env, burst + while_paused)
+            assert len(other.delivered()) == 30                      # not paid for: not delivered
+
+            env.svc.keys.top_up(row["id"], 5)
+            after = env.world.add_followers(HANDLE, 1)
+            env.cycle()
+            assert small.get(f"/api/v1/hooks/{hook['id']}").json()["status"] == "active"
+            assert {b["id"] for b in other.delivered()} == expected_ids(env, burst[:30] + after)
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("route", ["/api/v1/hooks", "/api/v1/triggers/new-follower"])
+def test_a_watch_deleted_while_subscribing_is_opened_again(env, monkeypatch, route):
+    from connector.trigger import api
+    from connector.trigger.watches import delete_subscription
+
+    first = env.subscribe()
+    opened = []
+
+    def open_then_lose_the_watch(*args, **kwargs):
+        row, created = open_watch(*args, **kwargs)
+        if not opened:   # the last subscription is deleted (and the watch with it) right now
+            with env.svc.store.write() as conn:
+                delete_subscription(conn, first["id"], row["id"])
+        opened.append(created)
+        return row, created
+    open_watch = api.open_watch
+    monkeypatch.setattr(api, "open_watch", open_then_lose_the_watch)
+    r = env.http.post(route, json={"event": "new_follower", "handle": HANDLE, "targetUrl": env.receiver.url}
+                      if route == "/api/v1/hooks" else {"handle": HANDLE})
+    assert r.status_code in (200, 201), r.text
+    assert opened == [False, True]                                   # opened again, with a fresh baseline
+    if route == "/api/v1/hooks":
+        new = env.world.add_followers(HANDLE, 1)
+        env.cycle()
+        assert set(delivered_ids(env)) == expected_ids(env, new)
+
+
+def test_receiver_answering_410_removes_an_unused_watch(env):
+    env.subscribe()
+    env.receiver.respond = lambda received: 410
+    env.world.add_followers(HANDLE, 1)
+    env.cycle()
+    assert watch_row(env.svc) is None                                # nobody needs it any more
+    env.receiver.respond = lambda received: 200
+    env.subscribe()                                                  # a fresh baseline
+    new = env.world.add_followers(HANDLE, 1)
+    env.cycle()
+    assert {b["id"] for b in env.receiver.delivered()} == expected_ids(env, new)
+
+
+def test_a_new_hook_gets_nothing_from_an_older_backlog(env):
+    env.subscribe()
+    backlog = env.world.add_followers(HANDLE, 800)                   # 27 pages: more than two polls read
+    env.cycle()
+    assert watch_row(env.svc)["status"] == "backlog"
+    late = Receiver()
+    try:
+        r = env.http.post("/api/v1/hooks", json={"event": "new_follower", "handle": HANDLE, "targetUrl": late.url})
+        assert r.status_code == 201
+        assert watch_row(env.svc)["status"] == "backlog"
+        env.cycle(2)
+        assert watch_row(env.svc)["status"] == "active"
+        assert set(delivered_ids(env)) == expected_ids(env, backlog)   # the first hook gets all of it
+        assert late.delivered() == []                                  # they followed before it existed
+        new = env.world.add_followers(HANDLE, 1)
+        env.cycle()
+        assert {b["id"] for b in late.delivered()} == expected_ids(env, new)
+    finally:
+        late.close()

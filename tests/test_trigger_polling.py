@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+import time
 
+import pytest
+import sqlalchemy as sa
+
+from connector.trigger.tables import events, watches
 from connector.trigger.worker import deliver_due_webhooks, poll_due_watches
 from tests.trigger_kit import (HANDLE, dumpling, follower_pages, make_due, receiver,  # noqa: F401
-                               trigger_settings, world)
+                               trigger_settings, watch_row, world)
 
 ROUTE = "/api/v1/triggers/new-follower"
 
@@ -146,7 +150,6 @@ def test_provider_key_needs_the_secret_key_and_is_never_echoed(serve, dumpling, 
     with live.client(raw, headers=headers) as http:
         r = http.post(ROUTE, json={"handle": HANDLE})
         assert r.status_code == 200 and len(r.json()["events"]) == 30
-    from tests.trigger_kit import watch_row
     row = watch_row(live.services)
     assert row["cred_hash"] and dumpling.api_key not in (row["credentials_enc"] or "")
     make_due(live.services)
@@ -166,3 +169,85 @@ def test_hooks_are_private_to_their_key(live, receiver):  # noqa: F811
         assert "secret" not in view and view["status"] == "active"
     with live.client() as anonymous:
         assert anonymous.get("/api/v1/hooks").status_code == 401
+
+
+def test_polling_events_carry_an_increasing_seq(live, world):  # noqa: F811
+    raw, _ = live.services.keys.create()
+    with live.client(raw) as http:
+        http.post(ROUTE, json={"handle": HANDLE})
+        world.add_followers(HANDLE, 2)
+        make_due(live.services)
+        zapier = http.post(ROUTE, json={"handle": HANDLE, "requestSource": "ZAPIER"}).json()
+        make = http.post(ROUTE, json={"handle": HANDLE, "requestSource": "MAKE_DOT_COM"}).json()["events"]
+    for items in (zapier, make):
+        seqs = [e["seq"] for e in items]
+        assert all(isinstance(s, int) for s in seqs) and seqs == sorted(seqs, reverse=True)
+        assert len(set(seqs)) == len(seqs) == 32
+        assert all(e["id"].startswith("evt_") for e in items)
+    assert [e["seq"] for e in zapier] == [e["seq"] for e in make]
+
+
+def test_a_poll_inside_the_request_reads_at_most_two_pages(live, world, dumpling):  # noqa: F811
+    raw, _ = live.services.keys.create()
+    with live.client(raw) as http:
+        http.post(ROUTE, json={"handle": HANDLE})
+        new = world.add_followers(HANDLE, 150)                          # 6 pages to the frontier
+        make_due(live.services)
+        before = follower_pages(dumpling)
+        r = http.post(ROUTE, json={"handle": HANDLE, "limit": 100})
+        assert r.status_code == 200
+        assert follower_pages(dumpling) == before + 2                   # Zapier waits 30 s at most
+        assert len(r.json()["events"]) == 30 + 60
+        assert watch_row(live.services)["status"] == "backlog"
+    poll_due_watches(live.services)                                     # the worker reads the rest
+    assert watch_row(live.services)["status"] == "active"
+    with live.services.store.connect() as conn:
+        keys = set(conn.execute(sa.select(events.c.follower_key).where(events.c.baseline.is_(False))).scalars())
+    assert keys == {f"id:{u.id}" for u in new}
+
+
+def test_losing_the_lease_during_an_in_request_poll_is_not_a_500(live, world, monkeypatch):  # noqa: F811
+    svc = live.services
+    raw, row = svc.keys.create(credits=10)
+    with live.client(raw) as http:
+        assert http.post(ROUTE, json={"handle": HANDLE}).status_code == 200
+        world.set_status(HANDLE, "private")                             # the poll will fail ...
+        make_due(svc)
+        reserve = svc.keys.reserve
+
+        def reserve_then_lose_the_lease(caller, cost):                  # ... after a poller took the watch over
+            with svc.store.begin() as conn:
+                conn.execute(watches.update().values(lease_owner="other-poller", lease_expires_at=time.time() + 60))
+            return reserve(caller, cost)
+        monkeypatch.setattr(svc.keys, "reserve", reserve_then_lose_the_lease)
+        r = http.post(ROUTE, json={"handle": HANDLE})
+        assert r.status_code == 200 and len(r.json()["events"]) == 30     # our poll was skipped
+    assert svc.keys.balance(row["id"]) == 9                             # and not charged
+
+
+@pytest.mark.parametrize("route", ["/api/v1/hooks", ROUTE])
+@pytest.mark.parametrize("content, status, error", [
+    ('{"handle": "a"', 400, "Invalid JSON in request body"),
+    ("x" * (65 * 1024), 413, "Request body is too large: the limit is 64 KB."),
+], ids=["invalid-json", "too-large"])
+def test_unparsable_bodies_are_counted_and_carry_rate_headers(live, route, content, status, error):
+    raw, _ = live.services.keys.create(rate_limit=50)
+    with live.client(raw) as http:
+        first = http.post(route, content=content, headers={"Content-Type": "application/json"})
+        second = http.post(route, content=content, headers={"Content-Type": "application/json"})
+    for r in (first, second):
+        assert r.status_code == status and r.json() == {"error": error}
+        assert r.headers["X-RateLimit-Limit"] == "50"
+    assert int(second.headers["X-RateLimit-Remaining"]) == int(first.headers["X-RateLimit-Remaining"]) - 1
+
+
+def test_hook_reads_and_deletes_are_counted(live, receiver):  # noqa: F811
+    raw, _ = live.services.keys.create(rate_limit=50)
+    with live.client(raw) as http:
+        hook = http.post("/api/v1/hooks", json={"event": "new_follower", "handle": HANDLE,
+                                                "targetUrl": receiver.url}).json()
+        answers = [http.get("/api/v1/hooks"), http.get(f"/api/v1/hooks/{hook['id']}"),
+                   http.delete(f"/api/v1/hooks/{hook['id']}"), http.delete(f"/api/v1/hooks/{hook['id']}"),
+                   http.get("/api/v1/hooks/hook_nope")]
+    assert [r.status_code for r in answers] == [200, 200, 204, 404, 404]
+    assert [int(r.headers["X-RateLimit-Remaining"]) for r in answers] == list(range(48, 43, -1))

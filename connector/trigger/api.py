@@ -2,7 +2,8 @@
 
 Both open (or reuse) the watch of (provider, provider key, handle); a new watch takes its
 baseline within the request. The polling route also polls a due watch within the request,
-under the watch's lease, so a web process alone serves polling triggers.
+under the watch's lease and at most ``request_page_budget`` pages (the rest is left to the
+worker or the next poll), so a web process alone serves polling triggers within 30 s.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 
 import sqlalchemy as sa
 from flask import Blueprint, jsonify, request
+from werkzeug.exceptions import HTTPException
 
 from ..errors import (UPSTREAM_STATUS, BadRequest, ConnectorError, InsufficientCredits, NotFoundError,
                       UpstreamError)
@@ -24,8 +26,8 @@ from .events import iso
 from .options import TriggerOptions
 from .tables import deliveries, delivery_attempts, events, subscriptions, watches
 from .targets import EXAMPLE, check_target_url
-from .watches import (claim_watch, get_watch, insert_ignore, open_watch, poll_watch, release_watch,
-                      trigger_manifest)
+from .watches import (claim_watch, delete_subscription, get_watch, insert_ignore, open_watch, poll_watch,
+                      release_watch, trigger_manifest)
 from .worker import new_owner
 
 HOOK_FIELDS = ("event", "handle", "targetUrl")
@@ -40,17 +42,53 @@ def _provider_for_request(svc) -> tuple[str, str | None]:
     return name, credentials
 
 
+def _counted_body(caller, action: str):
+    """The JSON body, with the request counted first: a body that does not parse (or is too
+    large) is still counted and its error still carries the X-RateLimit-* headers."""
+    try:
+        body = json_body()
+    except (ConnectorError, HTTPException):
+        count_request(caller, action)
+        raise
+    count_request(caller, action, body)
+    return body
+
+
+def _subscribe(svc, wid: str, *statements) -> bool:
+    """Run the statements that insert a subscription, in one transaction that first checks
+    the watch still exists; False when it was deleted meanwhile (its last subscription went)."""
+    try:
+        with svc.store.write() as conn:
+            if get_watch(conn, wid) is None:
+                return False
+            for statement in statements:
+                conn.execute(statement)
+    except sa.exc.IntegrityError:   # PostgreSQL: deleted by a transaction that committed after our check
+        return False
+    return True
+
+
+def _watch_vanished(handle: str) -> ConnectorError:
+    error = ConnectorError(f"The watch of {handle} was removed while subscribing (another subscription "
+                           "was deleted at the same moment); please try again.")
+    error.status = 409
+    return error
+
+
 def _poll_now(svc, watch, caller, *, due_only: bool, extra_payer: bool) -> None:
     """Poll the watch within the request if its lease is free; raise what the caller must see."""
     owner = new_owner()
-    lease = TriggerOptions.from_settings(svc.settings).lease_seconds
-    if not claim_watch(svc.store, watch["id"], owner, lease, due_only=due_only):
+    opts = TriggerOptions.from_settings(svc.settings)
+    if not claim_watch(svc.store, watch["id"], owner, opts.lease_seconds, due_only=due_only):
         return
     try:
-        result = poll_watch(svc, watch["id"], owner, extra_payers={caller.id: caller} if extra_payer else None)
+        result = poll_watch(svc, watch["id"], owner, extra_payers={caller.id: caller} if extra_payer else None,
+                            max_pages=opts.request_page_budget)
     except BaseException:
         release_watch(svc.store, watch["id"], owner)
         raise
+    if result.lease_lost:   # another poller took the watch over: its poll stands, ours is skipped
+        return
     if result.error is not None:
         raise result.error
     if caller.id in result.unpaid:
@@ -99,8 +137,7 @@ def register(app, manifests: dict[str, Manifest]) -> None:
     def create_hook():
         svc = services()
         caller = authenticate()
-        body = json_body()
-        count_request(caller, "hooks", body)
+        body = _counted_body(caller, "hooks")
         if not isinstance(body, dict):
             raise BadRequest('Request body must be a JSON object, for example {"event": "new_follower", '
                              f'"handle": "stoolpresidente", "targetUrl": "{EXAMPLE}"}}.')
@@ -112,21 +149,24 @@ def register(app, manifests: dict[str, Manifest]) -> None:
         handle = manifest.parse({"handle": body.get("handle")})["handle"]
         target = check_target_url(body.get("targetUrl"), allow_private=svc.settings.allow_private_targets)
         credentials = None
-        try:
-            provider_name, credentials = _provider_for_request(svc)
-            watch, created = open_watch(svc, provider_name, credentials, handle, caller)
-            if not created:
-                # Followers who exist now never fire: catch the watch up before subscribing.
-                _poll_now(svc, watch, caller, due_only=False, extra_payer=True)
-        except UpstreamError as exc:
-            raise upstream_failure(manifest, exc, handle, (credentials,) if credentials else ()) from None
-        now = time.time()
-        sub = {"id": "hook_" + secrets.token_hex(12), "watch_id": watch["id"], "key_id": caller.id,
-               "kind": "hook", "event": body["event"], "target_url": target, "secret": new_webhook_secret(),
-               "request_source": "API", "status": "active", "credits_spent": manifest.cost if created else 0,
-               "created_at": now, "last_called_at": None}
-        with svc.store.write() as conn:
-            conn.execute(subscriptions.insert().values(**sub))
+        for _ in range(2):   # once more if a DELETE removed the watch between opening and subscribing
+            try:
+                provider_name, credentials = _provider_for_request(svc)
+                watch, created = open_watch(svc, provider_name, credentials, handle, caller)
+                if not created:
+                    # Followers who exist now never fire: catch the watch up before subscribing.
+                    _poll_now(svc, watch, caller, due_only=False, extra_payer=True)
+            except UpstreamError as exc:
+                raise upstream_failure(manifest, exc, handle, (credentials,) if credentials else ()) from None
+            now = time.time()
+            sub = {"id": "hook_" + secrets.token_hex(12), "watch_id": watch["id"], "key_id": caller.id,
+                   "kind": "hook", "event": body["event"], "target_url": target, "secret": new_webhook_secret(),
+                   "request_source": "API", "status": "active", "credits_spent": manifest.cost if created else 0,
+                   "created_at": now, "last_called_at": None}
+            if _subscribe(svc, watch["id"], subscriptions.insert().values(**sub)):
+                break
+        else:
+            raise _watch_vanished(handle)
         response = jsonify({"id": sub["id"], "event": sub["event"], "handle": handle, "targetUrl": target,
                             "secret": sub["secret"], "createdAt": iso(now)})
         response.status_code = 201
@@ -169,33 +209,31 @@ def register(app, manifests: dict[str, Manifest]) -> None:
         with svc.store.connect() as conn:
             sub = _own_hook(conn, caller, hook_id)
         with svc.store.write() as conn:   # write first: SQLite cannot upgrade a stale read
-            conn.execute(subscriptions.delete().where(subscriptions.c.id == sub["id"]))
-            left = conn.execute(sa.select(sa.func.count()).select_from(subscriptions)
-                                .where(subscriptions.c.watch_id == sub["watch_id"])).scalar_one()
-            if not left:  # nobody needs the watch: a later subscription starts from a fresh baseline
-                conn.execute(watches.delete().where(watches.c.id == sub["watch_id"]))
+            delete_subscription(conn, sub["id"], sub["watch_id"])
         return "", 204
 
     def poll_trigger():
         svc = services()
         caller = authenticate()
-        body = json_body()
-        count_request(caller, manifest.key, body)
+        body = _counted_body(caller, manifest.key)
         values = manifest.parse(body, request.headers)
         handle, source = values["handle"], values["requestSource"]
         credentials = None
         try:
             provider_name, credentials = _provider_for_request(svc)
-            watch, created = open_watch(svc, provider_name, credentials, handle, caller, source)
-            now = time.time()
-            sub_id = "poll_" + hashlib.sha256(f"{watch['id']}:{caller.id}".encode()).hexdigest()[:24]
-            with svc.store.write() as conn:
-                conn.execute(insert_ignore(svc.store.dialect, subscriptions, {
-                    "id": sub_id, "watch_id": watch["id"], "key_id": caller.id, "kind": "poll",
-                    "event": manifest.hooks["event"], "request_source": source, "status": "active",
-                    "credits_spent": manifest.cost if created else 0, "created_at": now}))
-                conn.execute(subscriptions.update().where(subscriptions.c.id == sub_id)
-                             .values(last_called_at=now, request_source=source))
+            for _ in range(2):   # once more if a DELETE removed the watch between opening and subscribing
+                watch, created = open_watch(svc, provider_name, credentials, handle, caller, source)
+                now = time.time()
+                sub_id = "poll_" + hashlib.sha256(f"{watch['id']}:{caller.id}".encode()).hexdigest()[:24]
+                if _subscribe(svc, watch["id"], insert_ignore(svc.store.dialect, subscriptions, {
+                        "id": sub_id, "watch_id": watch["id"], "key_id": caller.id, "kind": "poll",
+                        "event": manifest.hooks["event"], "request_source": source, "status": "active",
+                        "credits_spent": manifest.cost if created else 0, "created_at": now}),
+                        subscriptions.update().where(subscriptions.c.id == sub_id)
+                        .values(last_called_at=now, request_source=source)):
+                    break
+            else:
+                raise _watch_vanished(handle)
             if not created:
                 if watch["next_poll_at"] <= now:
                     _poll_now(svc, watch, caller, due_only=True, extra_payer=False)
@@ -207,9 +245,10 @@ def register(app, manifests: dict[str, Manifest]) -> None:
         except UpstreamError as exc:
             raise upstream_failure(manifest, exc, handle, (credentials,) if credentials else ()) from None
         with svc.store.connect() as conn:
-            payloads = conn.execute(sa.select(events.c.payload).where(events.c.watch_id == watch["id"])
-                                    .order_by(events.c.seq.desc()).limit(values["limit"])).scalars().all()
-        items = [json.loads(p) for p in payloads]
+            rows = conn.execute(sa.select(events.c.seq, events.c.payload).where(events.c.watch_id == watch["id"])
+                                .order_by(events.c.seq.desc()).limit(values["limit"])).all()
+        # ``seq`` (increasing with detection order) is for pollers that need an ordered id (Make).
+        items = [{**json.loads(row.payload), "seq": row.seq} for row in rows]
         return jsonify(items if source == "ZAPIER" else {"events": items})
 
     bp.add_url_rule(hooks_route, "create_hook", create_hook, methods=["POST"])
