@@ -2,7 +2,8 @@
 ``allow_private_targets``, ``secret_key``) plus :class:`TriggerOptions` in ``settings.extra``.
 
 ``connector poll`` fills ``extra`` from ``CONNECTOR_POLL_PAGE_BUDGET``,
-``CONNECTOR_POLL_LEASE_SECONDS`` and ``CONNECTOR_POLL_THREADS``; tests pass them directly.
+``CONNECTOR_POLL_LEASE_SECONDS``, ``CONNECTOR_POLL_THREADS`` and ``CONNECTOR_POLL_IDLE_SLEEP``;
+tests pass them directly.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class TriggerOptions:
     delivery_threads: int = 16     # webhooks sent at once by one worker
     delivery_timeout: float = 10.0
     claim_batch: int = 200
+    idle_sleep: float = 0.25       # seconds the worker rests between passes (bounds commit-to-delivery latency)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "TriggerOptions":

@@ -121,10 +121,12 @@ def deliver_due_webhooks(svc, *, client=None, stop: threading.Event | None = Non
     return stats
 
 
-def run_worker(svc, *, once: bool = False, idle_sleep: float = 1.0,
+def run_worker(svc, *, once: bool = False, idle_sleep: float | None = None,
                stop: threading.Event | None = None) -> None:
     """Poll and deliver until stopped (or one pass with ``once``)."""
     stop = stop or threading.Event()
+    if idle_sleep is None:
+        idle_sleep = TriggerOptions.from_settings(svc.settings).idle_sleep
     owner = new_owner()
     client = webhook_client(svc.settings)
     try:
@@ -143,7 +145,8 @@ def run_worker(svc, *, once: bool = False, idle_sleep: float = 1.0,
 
 ENV_OPTIONS = {"CONNECTOR_POLL_PAGE_BUDGET": ("page_budget", int),
                "CONNECTOR_POLL_LEASE_SECONDS": ("lease_seconds", float),
-               "CONNECTOR_POLL_THREADS": ("poll_threads", int)}
+               "CONNECTOR_POLL_THREADS": ("poll_threads", int),
+               "CONNECTOR_POLL_IDLE_SLEEP": ("idle_sleep", float)}
 
 
 @click.command("poll")
