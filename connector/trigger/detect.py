@@ -33,7 +33,7 @@ class LoopDetected(Exception):
 @dataclass
 class Walk:
     new: list[tuple[str, dict]] = field(default_factory=list)   # (key, record), newest first
-    new_page: list[int] = field(default_factory=list)            # the page (0-based, this walk's) of each
+    new_page: list[int] = field(default_factory=list)            # page (0-based, in this walk) of each new one
     pages: int = 0
     cursor: Any = None      # where to continue; None once the frontier or the end was reached
     reason: str = ""        # frontier | end | budget | unpaid

@@ -258,7 +258,7 @@ def release_watch(store, wid: str, owner: str) -> None:
 @dataclass
 class Found:
     """A new follower, the keys that paid for the page it was on, and when its gap opened
-    (None: found from the top, or in a gap older than ``since`` was kept)."""
+    (``since`` None: found from the top, or in a gap saved without its opening time)."""
     key: str
     record: dict
     payers: frozenset
