@@ -99,7 +99,7 @@ def test_modules_kinds_and_errors(app):
     error = app["general/base.iml.json"]["response"]["error"]
     assert error["429"]["type"] == "RateLimitError" and error["401"]["type"] == "InvalidAccessTokenError"
     trigger = app["modules/watchNewFollower/watchNewFollower.communication.iml.json"]["response"]["trigger"]
-    assert trigger == {"type": "id", "order": "desc", "id": "{{item.id}}"}
+    assert trigger == {"type": "id", "order": "desc", "id": "{{item.seq}}"}
     limit = [p for p in app["modules/watchNewFollower/watchNewFollower.static-params.iml.json"] if p["name"] == "limit"]
     assert limit and limit[0]["required"] is True
     assert app["webhooks/newFollower/newFollower.attach.iml.json"]["response"]["data"] == {"hookId": "{{body.id}}"}
@@ -162,8 +162,12 @@ def test_errors_get_makes_types(client, app):
 
 
 def test_polling_trigger_and_epoch(client, app):
-    bundles = client.run(module(app, "watchNewFollower"), {"handle": "make_watch", "limit": 3})
+    trigger = module(app, "watchNewFollower")
+    bundles = client.run(trigger, {"handle": "make_watch", "limit": 3})
     assert 0 < len(bundles) <= 3 and all(b["id"].startswith("evt_") for b in bundles)
+    # Make remembers the trigger id of the newest item and fires on larger ones: newest first, growing.
+    ids = [render(trigger["response"]["trigger"]["id"], {"item": b}) for b in bundles]
+    assert all(isinstance(i, int) for i in ids) and ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids)
     epoch = module(app, "watchNewFollower", "epoch")
     _, data = client.request(epoch, {"handle": "make_watch"})
     items = render(epoch["response"]["iterate"], {"body": data})

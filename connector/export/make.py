@@ -214,15 +214,16 @@ def polling_trigger_module(manifest: dict) -> dict:
     inputs = user_inputs(manifest)
     limit_spec = next((s for s in inputs if s["key"] == "limit"), None)
     id_path = output.get("id", "id")
+    # Make compares trigger ids to find new items, so it needs one that grows: the polling
+    # route's `order` field (event ids are hashes, stable but unordered).
+    order_path = output.get("order", id_path)
     date_path = output.get("date")
     params = [parameter(s) for s in inputs if s["key"] != "limit"]
     params.append(parameter(limit_spec, required=True) if limit_spec else limit_parameter(50))
     communication = _trigger_request(manifest, inputs, "{{parameters.limit}}")
     communication["response"] = {
         "iterate": "{{body.events}}", "output": "{{item}}", "limit": "{{parameters.limit}}",
-        # Make compares trigger ids to find new items, so it needs one that grows: the
-        # polling route's `order` field (event ids are hashes, stable but unordered).
-        "trigger": {"type": "id", "order": "desc", "id": f"{{{{item.{output.get('order', id_path)}}}}}"},
+        "trigger": {"type": "id", "order": "desc", "id": f"{{{{item.{order_path}}}}}"},
     }
     maximum = (limit_spec or {}).get("maximum", 100)
     epoch = _trigger_request(manifest, inputs, maximum)
@@ -231,7 +232,7 @@ def polling_trigger_module(manifest: dict) -> dict:
         label = "{{item.follower.uniqueId}}"
     epoch["response"] = {"iterate": "{{body.events}}", "limit": maximum,
                          "output": {"label": label, "date": f"{{{{item.{date_path or id_path}}}}}",
-                                    "id": f"{{{{item.{id_path}}}}}"}}
+                                    "id": f"{{{{item.{order_path}}}}}"}}
     return {
         "communication": communication,
         "staticParams": params,
