@@ -331,3 +331,19 @@ def test_a_new_hook_gets_nothing_from_an_older_backlog(env):
         assert {b["id"] for b in late.delivered()} == expected_ids(env, new)
     finally:
         late.close()
+
+
+def test_a_large_burst_costs_the_ideal_number_of_pages(env):
+    """While a backlog drains, polls do not re-read the top: 900 new followers (30 pages) cost
+    30 pages plus the one that meets the frontier, however many polls it takes."""
+    env.subscribe()
+    before = follower_pages(env.fake)
+    new = env.world.add_followers(HANDLE, 900)
+    polls = 0
+    while polls == 0 or watch_row(env.svc)["status"] == "backlog":
+        env.cycle()
+        polls += 1
+        assert polls <= 5
+    assert follower_pages(env.fake) - before == 900 // 30 + 1
+    got = delivered_ids(env)
+    assert set(got) == expected_ids(env, new) and max(got.values()) == 1

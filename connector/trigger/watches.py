@@ -32,7 +32,7 @@ from ..manifests import Manifest
 from ..store.keys import Caller
 from ..store.schema import api_keys
 from .crypto import credential_hash, decrypt_credentials, encrypt_credentials
-from .detect import LoopDetected, keyed, walk
+from .detect import LoopDetected, Walk, keyed, walk
 from .events import dumps, event_payload
 from .options import TriggerOptions, poll_freshness
 from .tables import deliveries, events, seen_followers, subscriptions, watches
@@ -354,7 +354,12 @@ def poll_watch(svc, wid: str, owner: str, *, extra_payers: dict[str, Caller] | N
     gaps = load_gaps(watch["resume_cursor"])
     known: set = set()
     try:
-        top = walk(fetch, is_seen, run=opts.frontier_run, max_pages=budget, known=known)
+        # While a backlog drains (polls back to back), the top was read moments ago: spend the
+        # budget on the backlog; the next regular poll reads the top again.
+        draining = bool(gaps) and watch["status"] == "backlog" and watch["last_poll_at"] is not None \
+            and now - watch["last_poll_at"] < settings.poll_interval
+        top = Walk(reason="frontier") if draining else walk(fetch, is_seen, run=opts.frontier_run,
+                                                               max_pages=budget, known=known)
         walks, remaining = [(top, None)], budget - top.pages     # (walk, when its gap opened)
         new_gaps = [] if top.finished or top.cursor is None else [{"cursor": top.cursor, "since": now}]
         for index, gap in enumerate(gaps):
