@@ -321,8 +321,10 @@ def poll_watch(svc, wid: str, owner: str, *, extra_payers: dict[str, Caller] | N
                             ERROR_STATUS.get(exc.kind, "error"))
 
     def fetch(cursor: Any):
-        # A full poll may outlast one lease: renew it before every page (LeaseLost if taken over).
-        renew_lease(svc.store, wid, owner, opts.lease_seconds)
+        # A full poll may outlast one lease: renew it before every page after the first, which
+        # follows the claim (LeaseLost if taken over). A steady-state poll writes nothing extra.
+        if page_payers:
+            renew_lease(svc.store, wid, owner, opts.lease_seconds)
         paid = []
         for key_id, caller in callers.items():
             if key_id in unpaid:
