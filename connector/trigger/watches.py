@@ -433,11 +433,13 @@ def _commit(svc, watch, owner, subs, charged, unpaid, callers, values, now, olde
         first_of_key: dict[str, str] = {}
         for sub in subs:
             first_of_key.setdefault(sub["key_id"], sub["id"])
+        inactive_keys = {sub["key_id"] for sub in subs if sub["status"] != "active"}
         for key_id, amount in charged.items():
-            conn.execute(subscriptions.update().where(subscriptions.c.watch_id == wid,
-                                                      subscriptions.c.key_id == key_id,
-                                                      subscriptions.c.status != "active")
-                         .values(status="active"))
+            if key_id in inactive_keys:  # (a steady-state poll skips this statement)
+                conn.execute(subscriptions.update().where(subscriptions.c.watch_id == wid,
+                                                          subscriptions.c.key_id == key_id,
+                                                          subscriptions.c.status != "active")
+                             .values(status="active"))
             if key_id in first_of_key:
                 conn.execute(subscriptions.update().where(subscriptions.c.id == first_of_key[key_id])
                              .values(credits_spent=subscriptions.c.credits_spent + amount))
