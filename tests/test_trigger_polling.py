@@ -251,3 +251,15 @@ def test_hook_reads_and_deletes_are_counted(live, receiver):  # noqa: F811
                    http.get("/api/v1/hooks/hook_nope")]
     assert [r.status_code for r in answers] == [200, 200, 204, 404, 404]
     assert [int(r.headers["X-RateLimit-Remaining"]) for r in answers] == list(range(48, 43, -1))
+
+
+def test_provider_key_without_provider_and_no_default_is_a_400_like_the_actions(serve, make_settings):
+    live = serve(make_settings(provider=None, secret_key="s3cret-for-tests"))
+    raw, _ = live.services.keys.create()
+    headers = {"X-Provider-Key": "sk_mine_123"}
+    with live.client(raw) as http:
+        for route, body in (("/api/v1/triggers/new-follower", {"handle": "brand"}),
+                            ("/api/v1/get-tiktok-user-followers", {"handle": "brand"})):
+            r = http.post(route, json=body, headers=headers)
+            assert r.status_code == 400, (route, r.text)
+            assert "X-Provider-Key was sent without X-Provider" in r.json()["error"]

@@ -7,14 +7,11 @@ from flask import Blueprint, jsonify, request
 from ..errors import ConnectorError, InsufficientCredits, UpstreamError
 from ..manifests import Manifest
 from ..records import Page
-from .common import authenticate, counted_body, services, unexpected, upstream_failure
+from .common import authenticate, counted_body, provider_choice, services, unexpected, upstream_failure
 
 def provider_for_request():
-    """The provider this request names (X-Provider, X-Provider-Key) or the configured one."""
-    pool = services().providers
-    credentials = (request.headers.get("X-Provider-Key") or "").strip() or None
-    name = pool.resolve_name(request.headers.get("X-Provider"), credentials)
-    return pool.get(name, credentials)
+    """The provider instance this request is served by."""
+    return services().providers.get(*provider_choice())
 
 
 def make_view(manifest: Manifest):

@@ -36,6 +36,13 @@ def services() -> Services:
     return current_app.extensions["connector"]
 
 
+def provider_choice() -> tuple[str, str | None]:
+    """The provider this request names (X-Provider, X-Provider-Key) or the configured one,
+    and the caller's provider key if it sent one."""
+    credentials = (request.headers.get("X-Provider-Key") or "").strip() or None
+    return services().providers.resolve_name(request.headers.get("X-Provider"), credentials), credentials
+
+
 def caller_key() -> str | None:
     auth = request.headers.get("Authorization", "")
     if auth[:7].lower() == "bearer ":

@@ -75,7 +75,7 @@ class KeyStore:
         raw = KEY_PREFIX + secrets.token_urlsafe(32)
         row = {"id": "key_" + secrets.token_hex(6), "name": name, "key_hash": hash_key(raw),
                "key_prefix": raw[:8], "credits": credits, "rate_limit": rate_limit, "created_at": now()}
-        with self.store.begin() as conn:
+        with self.store.write() as conn:
             conn.execute(api_keys.insert().values(**row))
         return raw, row
 
@@ -95,7 +95,7 @@ class KeyStore:
                 for row in rows]
 
     def revoke(self, key_id: str) -> bool:
-        with self.store.begin() as conn:
+        with self.store.write() as conn:
             result = conn.execute(api_keys.update()
                                   .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
                                   .values(revoked_at=now()))
@@ -103,7 +103,7 @@ class KeyStore:
 
     def top_up(self, key_id: str, credits: int) -> int | None:
         """Add credits; returns the new balance (None for a key without a limit)."""
-        with self.store.begin() as conn:
+        with self.store.write() as conn:
             result = conn.execute(api_keys.update()
                                   .where(api_keys.c.id == key_id, api_keys.c.credits.is_not(None))
                                   .values(credits=api_keys.c.credits + credits))
@@ -225,7 +225,7 @@ class KeyStore:
                                  "last_used_at": stamp}))
 
     def flush_usage(self) -> None:
-        """Write the usage counted so far (also called at exit and before listing keys)."""
+        """Write the usage counted so far (listing keys calls it first)."""
         if self._usage:
             with self.store.write() as conn:
                 self._flush_usage(conn)

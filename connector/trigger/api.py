@@ -15,12 +15,11 @@ import time
 
 import sqlalchemy as sa
 from flask import Blueprint, jsonify, request
-from werkzeug.exceptions import HTTPException
 
 from ..errors import (UPSTREAM_STATUS, BadRequest, ConnectorError, InsufficientCredits, NotFoundError,
                       UpstreamError)
 from ..manifests import Manifest
-from ..api.common import authenticate, count_request, json_body, services, upstream_failure
+from ..api.common import authenticate, count_request, counted_body, provider_choice, services, upstream_failure
 from .crypto import NO_SECRET_KEY, new_webhook_secret
 from .events import iso
 from .options import TriggerOptions
@@ -35,23 +34,10 @@ RECENT_ATTEMPTS = 20
 
 
 def _provider_for_request(svc) -> tuple[str, str | None]:
-    name = svc.providers.resolve_name(request.headers.get("X-Provider"))
-    credentials = (request.headers.get("X-Provider-Key") or "").strip() or None
+    name, credentials = provider_choice()
     if credentials and not svc.settings.secret_key:
         raise BadRequest(NO_SECRET_KEY)
     return name, credentials
-
-
-def _counted_body(caller, action: str):
-    """The JSON body, with the request counted first: a body that does not parse (or is too
-    large) is still counted and its error still carries the X-RateLimit-* headers."""
-    try:
-        body = json_body()
-    except (ConnectorError, HTTPException):
-        count_request(caller, action)
-        raise
-    count_request(caller, action, body)
-    return body
 
 
 def _subscribe(svc, wid: str, *statements) -> bool:
@@ -137,7 +123,7 @@ def register(app, manifests: dict[str, Manifest]) -> None:
     def create_hook():
         svc = services()
         caller = authenticate()
-        body = _counted_body(caller, "hooks")
+        body = counted_body(caller, "hooks")
         if not isinstance(body, dict):
             raise BadRequest('Request body must be a JSON object, for example {"event": "new_follower", '
                              f'"handle": "stoolpresidente", "targetUrl": "{EXAMPLE}"}}.')
@@ -215,7 +201,7 @@ def register(app, manifests: dict[str, Manifest]) -> None:
     def poll_trigger():
         svc = services()
         caller = authenticate()
-        body = _counted_body(caller, manifest.key)
+        body = counted_body(caller, manifest.key)
         values = manifest.parse(body, request.headers)
         handle, source = values["handle"], values["requestSource"]
         credentials = None
