@@ -19,6 +19,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from ..errors import UpstreamError
+from ..providers.paging import Paginator
 from ..records import Page, follower_key
 
 log = logging.getLogger("connector.trigger")
@@ -64,14 +66,13 @@ def walk(fetch: Callable[[Any], Page | None], is_seen: Callable[[list[str]], set
     """
     known = set() if known is None else known
     result = Walk(cursor=start)
-    cursors = {repr(start)} if start is not None else set()
+    paginator = Paginator(start)   # the shared guard against a cursor that comes back
     streak = 0
-    cursor = start
     while True:
         if result.pages >= max_pages:
             result.reason = "budget"
             return result
-        page = fetch(cursor)
+        page = fetch(paginator.cursor)
         if page is None:
             result.reason = "unpaid"
             return result
@@ -89,11 +90,11 @@ def walk(fetch: Callable[[Any], Page | None], is_seen: Callable[[list[str]], set
                 known.add(key)
                 result.new.append((key, record))
                 result.new_page.append(result.pages - 1)
-        cursor = page.next_cursor
-        if not page.has_more or not page.records or cursor is None:
+        try:
+            paginator.advance(page)
+        except UpstreamError as exc:
+            raise LoopDetected(exc.detail) from None
+        if paginator.done or not page.records:
             result.cursor, result.reason = None, "end"
             return result
-        if repr(cursor) in cursors:
-            raise LoopDetected(f"the upstream returned cursor {str(cursor)[:40]!r} twice")
-        cursors.add(repr(cursor))
-        result.cursor = cursor
+        result.cursor = paginator.cursor
