@@ -40,7 +40,7 @@ def run(quick: bool = False) -> dict:
     from connector.app import create_app
     from connector.config import Settings
     from connector.trigger.tables import events, subscriptions, watches
-    from connector.trigger.watches import _store_events
+    from connector.trigger.outbox import store_events
     from tests.fakes import FakeDumpling, FakeWorld
 
     bursts = [1, 20] if quick else [1, 50, 500]
@@ -97,7 +97,7 @@ def run(quick: bool = False) -> dict:
                                                                       "uniqueId": f"elsewhere_{serial}"},
                                                              "stats": {}}))
                 with svc.store.write() as conn:
-                    _store_events(conn, svc.store.dialect, wid, handle, "dumpling", records, time.time(),
+                    store_events(conn, svc.store.dialect, wid, handle, "dumpling", records, time.time(),
                                   baseline=False, hooks=[sub_id])
                 collect("committed elsewhere", n, first)
         svc.providers.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .api import actions, meta
+from .api import actions, hooks, meta, triggers
 from .api.common import Services, unexpected
 from .config import Settings
 from .errors import ConnectorError
@@ -21,7 +21,6 @@ from .manifests import load_manifests
 from .providers import ProviderPool
 from .store import Store
 from .store.keys import KeyStore
-from .trigger import api as trigger_api
 
 log = logging.getLogger("connector")
 
@@ -68,7 +67,8 @@ def create_app(test_config: Settings | dict | None = None) -> Flask:
 
     actions.register(app, svc.manifests)
     app.register_blueprint(meta.bp)
-    trigger_api.register(app, svc.manifests)
+    hooks.register(app, svc.manifests)
+    triggers.register(app, svc.manifests)
 
     @app.after_request
     def rate_headers(response):

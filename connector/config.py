@@ -19,6 +19,8 @@ CREDENTIALED_PROVIDERS = ("dumpling", "socialfetch", "tiktok_research")
 # 30 s, 2 min, 10 min, 30 min, 1 h, 3 h, 6 h, then every 12 h: 24 attempts over ~77 h.
 DEFAULT_RETRY_SCHEDULE = (30, 120, 600, 1800, 3600, 10800, 21600) + (43200,) * 6
 
+DAY = 86400.0
+
 MANIFESTS_DIR = Path(__file__).resolve().parent.parent / "manifests"
 
 
@@ -50,11 +52,31 @@ class Settings:
     upstream_max_attempts: int = 3
     upstream_backoff_base: float = 0.25  # seconds; retries wait up to base * 2**attempt (full jitter)
     upstream_backoff_cap: float = 4.0
+    # Tenancy limits and delivery safety (README "Limits per key" and "Webhooks").
+    max_hooks_per_key: int = 100            # hooks one caller key may hold
+    max_handles_per_key: int = 50           # distinct watched accounts per key (hooks and polling)
+    delivery_timeout: float = 15.0          # one webhook attempt, DNS to last byte read
+    delivery_max_response_bytes: int = 64 * 1024
+    delivery_per_host: int = 4              # attempts at once to one receiver host, per worker
+    hook_disable_after: float = 5 * DAY     # failing this long without a success disables a hook
+    retention: float | None = None          # events, deliveries, attempts; None: see retention_seconds
+    poll_subscription_ttl: float = 30 * DAY  # a polling subscription nobody calls expires after this
     manifests_dir: Path = MANIFESTS_DIR
     extra: Mapping[str, object] = field(default_factory=dict)
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
+
+    @property
+    def retry_horizon(self) -> float:
+        """Seconds from a delivery's first attempt to its last, at the most (jitter +20 %)."""
+        return sum(self.webhook_retry_schedule) * 1.2
+
+    @property
+    def retention_seconds(self) -> float:
+        """How long events, deliveries and attempts are kept: by default the retry horizon
+        plus 7 days, so nothing is pruned while it may still be retried."""
+        return self.retention if self.retention is not None else self.retry_horizon + 7 * DAY
 
     def has_credentials(self, provider: str) -> bool:
         if provider == "dumpling":
@@ -112,6 +134,15 @@ class Settings:
                     "CONNECTOR_WEBHOOK_RETRY_SCHEDULE must be comma-separated whole seconds, "
                     f"e.g. 30,120,600; got {raw_schedule!r}."
                 )
+        retention = number("CONNECTOR_RETENTION_DAYS", None, kind=float, minimum=1)
+        if retention is not None:
+            horizon_days = sum(schedule) * 1.2 / DAY
+            if retention < horizon_days:
+                raise ConfigError(
+                    f"CONNECTOR_RETENTION_DAYS must be at least the webhook retry horizon "
+                    f"({horizon_days:.1f} days with CONNECTOR_WEBHOOK_RETRY_SCHEDULE), got {retention:g}; "
+                    "otherwise deliveries still being retried would be pruned.")
+            retention *= DAY
         api_keys = tuple(k.strip() for k in (text("CONNECTOR_API_KEYS") or "").split(",") if k.strip())
         return cls(
             provider=provider,
@@ -131,4 +162,12 @@ class Settings:
             default_rate_limit=number("CONNECTOR_DEFAULT_RATE_LIMIT", 120, minimum=1),
             max_body_bytes=number("CONNECTOR_MAX_BODY_BYTES", 64 * 1024, minimum=1024),
             upstream_deadline=number("CONNECTOR_UPSTREAM_DEADLINE", 25.0, kind=float, minimum=1),
+            max_hooks_per_key=number("CONNECTOR_MAX_HOOKS_PER_KEY", 100, minimum=1),
+            max_handles_per_key=number("CONNECTOR_MAX_HANDLES_PER_KEY", 50, minimum=1),
+            delivery_timeout=number("CONNECTOR_DELIVERY_TIMEOUT", 15.0, kind=float, minimum=1),
+            delivery_per_host=number("CONNECTOR_DELIVERY_PER_HOST", 4, minimum=1),
+            hook_disable_after=number("CONNECTOR_HOOK_DISABLE_AFTER_DAYS", 5.0, kind=float, minimum=0.01) * DAY,
+            retention=retention,
+            poll_subscription_ttl=number("CONNECTOR_POLL_SUBSCRIPTION_TTL_DAYS", 30.0, kind=float,
+                                         minimum=1) * DAY,
         )

@@ -4,7 +4,9 @@
      ├── BadRequest          400   malformed JSON, wrong types, unknown fields, bad handles
      ├── Unauthorized        401   missing, unknown or revoked caller key
      ├── InsufficientCredits 403   the caller key cannot pay for the request
+     ├── QuotaExceeded       403   the caller key holds as many hooks or watched accounts as allowed
      ├── NotFoundError       404   unknown route or resource
+     ├── Conflict            409   the resource changed underneath the request; try again
      ├── RateLimited         429   the caller key is over its per-minute limit (carries Retry-After)
      └── UpstreamError             the data provider failed; its ``kind`` picks the status
                                    from UPSTREAM_STATUS and the message from the action's manifest
@@ -23,6 +25,8 @@ __all__ = [
     "Unauthorized",
     "InsufficientCredits",
     "NotFoundError",
+    "QuotaExceeded",
+    "Conflict",
     "RateLimited",
     "UpstreamError",
     "UPSTREAM_STATUS",
@@ -61,9 +65,17 @@ class InsufficientCredits(ConnectorError):
     message = NO_CREDITS
 
 
+class QuotaExceeded(ConnectorError):
+    status = 403
+
+
 class NotFoundError(ConnectorError):
     status = 404
     message = "Not found."
+
+
+class Conflict(ConnectorError):
+    status = 409
 
 
 class PayloadTooLarge(ConnectorError):

@@ -10,8 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from connector.trigger.events import event_id
-from connector.trigger.tables import deliveries, events
-from connector.trigger.worker import deliver_due_webhooks, poll_due_watches
+from connector.trigger.tables import deliveries, events, watches
+from connector.trigger.sender import deliver_due_webhooks
+from connector.trigger.worker import poll_due_watches
 from tests.trigger_kit import (HANDLE, Receiver, dumpling, follower_pages, make_due, receiver,  # noqa: F401
                                trigger_settings, verify, watch_row, world)
 
@@ -256,7 +257,7 @@ def test_a_key_running_out_mid_poll_gets_the_pages_it_paid_for(env):
             assert set(delivered_ids(env)) == expected_ids(env, burst)
             assert {b["id"] for b in other.delivered()} == expected_ids(env, burst[:30])
             view = small.get(f"/api/v1/hooks/{hook['id']}").json()
-            assert view["status"] == "paused_credits" and view["creditsSpent"] == 1
+            assert view["status"] == "paused_credits" and view["creditsSpent"] == 2   # catch-up + page 1
 
             while_paused = env.world.add_followers(HANDLE, 2)
             env.cycle()
@@ -274,22 +275,25 @@ def test_a_key_running_out_mid_poll_gets_the_pages_it_paid_for(env):
 
 @pytest.mark.parametrize("route", ["/api/v1/hooks", "/api/v1/triggers/new-follower"])
 def test_a_watch_deleted_while_subscribing_is_opened_again(env, monkeypatch, route):
-    from connector.trigger import api
+    from connector.trigger import subscriptions
     from connector.trigger.watches import delete_subscription
 
     first = env.subscribe()
     opened = []
 
-    def open_then_lose_the_watch(*args, **kwargs):
-        row, created = open_watch(*args, **kwargs)
+    def open_then_lose_the_watch(svc, *args):
+        with svc.store.connect() as conn:
+            existed = conn.execute(sa.select(sa.func.count()).select_from(watches)).scalar_one() > 0
+        row, spent, samples = open_watch(svc, *args)
         if not opened:   # the last subscription is deleted (and the watch with it) right now
             with env.svc.store.write() as conn:
                 delete_subscription(conn, first["id"], row["id"])
-        opened.append(created)
-        return row, created
-    open_watch = api.open_watch
-    monkeypatch.setattr(api, "open_watch", open_then_lose_the_watch)
-    r = env.http.post(route, json={"event": "new_follower", "handle": HANDLE, "targetUrl": env.receiver.url}
+        opened.append(not existed)
+        return row, spent, samples
+    open_watch = subscriptions._open
+    monkeypatch.setattr(subscriptions, "_open", open_then_lose_the_watch)
+    r = env.http.post(route, json={"event": "new_follower", "handle": HANDLE,
+                                   "targetUrl": env.receiver.url + "?second"}
                       if route == "/api/v1/hooks" else {"handle": HANDLE})
     assert r.status_code in (200, 201), r.text
     assert opened == [False, True]                                   # opened again, with a fresh baseline

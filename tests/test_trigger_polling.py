@@ -8,7 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from connector.trigger.tables import events, watches
-from connector.trigger.worker import deliver_due_webhooks, poll_due_watches
+from connector.trigger.sender import deliver_due_webhooks
+from connector.trigger.worker import poll_due_watches
 from tests.trigger_kit import (HANDLE, dumpling, follower_pages, make_due, receiver,  # noqa: F401
                                trigger_settings, watch_row, world)
 
@@ -109,7 +110,7 @@ def test_unknown_account_answers_the_seed_404(live):
 @pytest.mark.parametrize("body, fragment", [
     ('{"event": "new_follower", "handle": "a"', "Invalid JSON"),
     ({"event": "new_follower", "handle": HANDLE, "targetUrl": "http://127.0.0.1:9/", "x": 1},
-     "Unknown field 'x'. Allowed fields: event, handle, targetUrl."),
+     "Unknown field 'x'. Allowed fields: event, handle, targetUrl, requestSource."),
     ({"event": "new_like", "handle": HANDLE, "targetUrl": "http://127.0.0.1:9/"},
      "'event' must be one of: new_follower."),
     ({"event": "new_follower", "targetUrl": "http://127.0.0.1:9/"}, "'handle' parameter is required"),

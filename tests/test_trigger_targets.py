@@ -4,12 +4,11 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import pytest
 
 from connector.errors import BadRequest
-from connector.trigger.deliver import post_pinned
-from connector.trigger.targets import pinned_targets
+from connector.trigger.targets import resolve_target
+from connector.trigger.webhook_post import post
 
 
 def resolver(*addresses):
@@ -19,21 +18,21 @@ def resolver(*addresses):
     return resolve
 
 
-def test_pinned_urls_keep_the_name_for_host_and_tls():
-    targets = pinned_targets("https://hooks.example.com/catch/1?x=2", allow_private=False,
-                             resolve=resolver("2606:4700::1111", "93.184.216.34"))
-    assert targets == [
-        ("https://93.184.216.34/catch/1?x=2", {"Host": "hooks.example.com"}, {"sni_hostname": "hooks.example.com"}),
-        ("https://[2606:4700::1111]/catch/1?x=2", {"Host": "hooks.example.com"}, {"sni_hostname": "hooks.example.com"}),
-    ]
-    plain = pinned_targets("http://hooks.example.com:8080/x", allow_private=False, resolve=resolver("93.184.216.34"))
-    assert plain == [("http://93.184.216.34:8080/x", {"Host": "hooks.example.com:8080"}, {})]
+def test_a_target_keeps_the_name_for_host_and_tls_and_lists_checked_addresses():
+    target = resolve_target("https://hooks.example.com/catch/1?x=2", allow_private=False,
+                            resolve=resolver("2606:4700::1111", "93.184.216.34"))
+    assert target.addresses == ("93.184.216.34", "2606:4700::1111")          # IPv4 first
+    assert (target.host, target.host_header, target.port, target.path) == \
+        ("hooks.example.com", "hooks.example.com", 443, "/catch/1?x=2")
+    assert target.receiver == "hooks.example.com:443"
+    plain = resolve_target("http://Hooks.example.com:8080/x", allow_private=False, resolve=resolver("93.184.216.34"))
+    assert (plain.host_header, plain.port, plain.receiver) == ("Hooks.example.com:8080", 8080, "hooks.example.com:8080")
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.7", "169.254.169.254", "::1", "fd00::1", "::ffff:10.0.0.1"])
 def test_a_name_rebound_to_an_internal_address_is_refused(address):
     with pytest.raises(BadRequest, match="private, loopback or reserved"):
-        pinned_targets("https://hooks.example.com/x", allow_private=False, resolve=resolver("93.184.216.34", address))
+        resolve_target("https://hooks.example.com/x", allow_private=False, resolve=resolver("93.184.216.34", address))
 
 
 class Receiver(BaseHTTPRequestHandler):
@@ -54,13 +53,12 @@ def test_the_connection_goes_to_the_checked_address_not_a_fresh_lookup():
     port = server.server_address[1]
     Receiver.seen.clear()
     try:
-        with httpx.Client() as client:
-            # "hooks.invalid" never resolves for real: only the checked address can have been used.
-            # The first address refuses connections; the next checked one is tried.
-            r = post_pinned(client, f"http://hooks.invalid:{port}/catch", b'{"id": "evt_1"}', {},
-                            allow_private=True, resolve=resolver("127.0.0.2", "127.0.0.1"))
+        # "hooks.invalid" never resolves for real: only the checked address can have been used.
+        # The first address refuses connections; the next checked one is tried.
+        r = post(f"http://hooks.invalid:{port}/catch", b'{"id": "evt_1"}', {}, allow_private=True,
+                 resolve=resolver("127.0.0.2", "127.0.0.1"), timeout=5, max_bytes=1024)
     finally:
         server.shutdown()
         server.server_close()
-    assert r.status_code == 204
+    assert r.status == 204
     assert Receiver.seen == [(f"hooks.invalid:{port}", b'{"id": "evt_1"}')]

@@ -5,12 +5,15 @@ from __future__ import annotations
 import random
 import socket
 
+import time
+
 import pytest
 
 from connector.errors import BadRequest
 from connector.records import Page, user_record
-from connector.trigger.crypto import decrypt_credentials, encrypt_credentials, new_webhook_secret
-from connector.trigger.deliver import retry_delay, signed_headers
+from connector.trigger.crypto import decrypt_credentials, encrypt_credentials
+from connector.trigger.deliver import retry_delay
+from connector.trigger.signing import new_webhook_secret, signed_headers
 from connector.trigger.detect import LoopDetected, walk
 from connector.trigger.events import event_id, event_payload
 from connector.trigger.targets import check_target_url
@@ -101,7 +104,7 @@ def test_event_ids_are_deterministic_and_shaped():
 def test_signatures_verify_with_the_spec_verifier():
     secret = new_webhook_secret()
     body = '{"id":"evt_1"}'
-    headers = signed_headers(secret, "evt_1", body)
+    headers = signed_headers(secret, "evt_1", body, int(time.time()))
     assert verify(secret, headers, body.encode()) == {"id": "evt_1"}
     with pytest.raises(ValueError):
         verify(new_webhook_secret(), headers, body.encode())

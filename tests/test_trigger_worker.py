@@ -14,7 +14,9 @@ import pytest
 import sqlalchemy as sa
 
 from connector.trigger.tables import events, watches
-from connector.trigger.watches import claim_watch, delete_subscription, poll_watch
+from connector.trigger.leases import claim_watch
+from connector.trigger.poll import poll_watch
+from connector.trigger.watches import delete_subscription
 from connector.trigger.worker import poll_due_watches
 from tests.conftest import PG_URL
 from tests.fakes import FakeDumpling, FakeWorld
@@ -180,7 +182,7 @@ def claimed_watch(serve, fake, sqlite_url, credits=None, lease=0.3):
     make_due(svc)
     with svc.store.connect() as conn:
         wid = conn.execute(sa.select(watches.c.id)).scalar_one()
-    assert claim_watch(svc.store, wid, "me", lease, due_only=True)
+    assert claim_watch(svc.store, wid, "me", lease, due_only=True, now=time.time())
     return svc, wid, row["id"], hook
 
 
@@ -194,7 +196,7 @@ def test_a_long_poll_renews_its_lease(serve, four_pages, sqlite_url, monkeypatch
         if len(calls) == 2:
             time.sleep(0.45)
         if len(calls) == 3:                  # ... and another poller tries to take the watch
-            taken.append(claim_watch(svc.store, wid, "thief", 0.3, due_only=False))
+            taken.append(claim_watch(svc.store, wid, "thief", 0.3, due_only=False, now=time.time()))
         return reserve(caller, cost)
     monkeypatch.setattr(svc.keys, "reserve", slow_reserve)
     result = poll_watch(svc, wid, "me")

@@ -1,2 +1,3 @@
-"""HTTP blueprints: actions (from manifests), meta (health, OpenAPI); hooks and triggers
-live in ``connector.trigger``'s blueprint. Shared request plumbing is in ``common``."""
+"""HTTP blueprints: actions (from manifests), hooks (REST hooks), triggers (the polling
+trigger), meta (health, OpenAPI). Shared request plumbing is in ``common``; the views hold no
+SQL: they call the trigger package and the key store."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from dataclasses import dataclass
-from typing import Any
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from flask import current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -17,6 +18,7 @@ from ..manifests import Manifest
 from ..providers import ProviderPool
 from ..store import Store
 from ..store.keys import Caller, KeyStore
+from ..trigger.crypto import NO_SECRET_KEY
 
 log = logging.getLogger("connector")
 
@@ -30,6 +32,7 @@ class Services:
     store: Store
     keys: KeyStore
     providers: ProviderPool
+    clock: Callable[[], float] = field(default=time.time)   # unix seconds; tests move it
 
 
 def services() -> Services:
@@ -41,6 +44,15 @@ def provider_choice() -> tuple[str, str | None]:
     and the caller's provider key if it sent one."""
     credentials = (request.headers.get("X-Provider-Key") or "").strip() or None
     return services().providers.resolve_name(request.headers.get("X-Provider"), credentials), credentials
+
+
+def stored_provider_choice() -> tuple[str, str | None]:
+    """:func:`provider_choice` for a trigger, whose provider key the poller must keep: a 400
+    when the request sends one and the operator has not set ``CONNECTOR_SECRET_KEY``."""
+    name, credentials = provider_choice()
+    if credentials and not services().settings.secret_key:
+        raise BadRequest(NO_SECRET_KEY)
+    return name, credentials
 
 
 def caller_key() -> str | None:
@@ -58,13 +70,18 @@ def authenticate() -> Caller:
     return caller
 
 
-def count_request(caller: Caller, action: str, body: Any = None) -> None:
-    """Charge one request to the caller's per-minute limit; 429 beyond it."""
+def request_source(body: Any = None) -> str:
+    """The body's ``requestSource``, else the ``X-Request-Source`` header, else ``API``."""
     source = body.get("requestSource") if isinstance(body, dict) else None
     if source not in REQUEST_SOURCES:
         source = request.headers.get("X-Request-Source")
         source = source if source in REQUEST_SOURCES else "API"
-    state = services().keys.hit(caller, action, source)
+    return source
+
+
+def count_request(caller: Caller, action: str, body: Any = None) -> None:
+    """Charge one request to the caller's per-minute limit; 429 beyond it."""
+    state = services().keys.hit(caller, action, request_source(body))
     g.rate = state
     if not state.allowed:
         raise RateLimited(state.reset_in)

@@ -14,7 +14,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from .schema import metadata
 
-__all__ = ["Store", "metadata", "upsert"]
+__all__ = ["Store", "metadata", "upsert", "insert_ignore"]
 
 
 def _sqlite_pragmas(dbapi_connection, _record):
@@ -46,6 +46,26 @@ class Store:
         from . import schema  # noqa: F401
         from ..trigger import tables  # noqa: F401
         metadata.create_all(self.engine)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """Add the nullable columns a newer release defined to tables an older one created
+        (``create_all`` never alters a table), with their indexes."""
+        inspector = sa.inspect(self.engine)
+        with self.engine.begin() as conn:
+            for table in metadata.sorted_tables:
+                have = {c["name"] for c in inspector.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name in have or not column.nullable:
+                        continue
+                    kind = column.type.compile(dialect=self.engine.dialect)
+                    conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+                    if column.unique:
+                        conn.execute(sa.text(f'CREATE UNIQUE INDEX IF NOT EXISTS uq_{table.name}_{column.name} '
+                                             f'ON {table.name} ("{column.name}")'))
+            for table in metadata.sorted_tables:
+                for index in table.indexes:
+                    index.create(conn, checkfirst=True)
 
     def begin(self):
         return self.engine.begin()
@@ -72,3 +92,9 @@ def upsert(dialect: str, table: sa.Table, values: dict, keys: list[str], updates
     module = postgresql if dialect == "postgresql" else sqlite
     stmt = module.insert(table).values(**values)
     return stmt.on_conflict_do_update(index_elements=keys, set_=updates)
+
+
+def insert_ignore(dialect: str, table: sa.Table, values: dict):
+    """``INSERT ... ON CONFLICT DO NOTHING`` for SQLite and PostgreSQL."""
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(table).values(**values).on_conflict_do_nothing()

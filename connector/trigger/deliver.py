@@ -1,63 +1,94 @@
-"""The outbox: signed webhook POSTs with retries for at least 72 hours.
+"""Delivery of the outbox: claim due deliveries, send one attempt, record its outcome.
 
 A delivery row is claimed by moving its ``next_attempt_at`` a lease ahead (so a crashed
-sender's row comes back by itself), then sent with Standard Webhooks headers
-(``webhook-id`` is the event id, stable across retries). 2xx: delivered. 410: the
-subscription is deleted with its pending deliveries (and its watch, if no other
-subscription uses it). Anything else, a timeout or a
-redirect (never followed): retried after ``webhook_retry_schedule[attempt]`` seconds with
--10 % to +20 % jitter (the default schedule still spans > 72 h), or later if the receiver's ``Retry-After`` asks; failed after the schedule.
+sender's row comes back by itself); the lease (:func:`.options.delivery_lease`) outlives the
+longest attempt, which :mod:`.webhook_post` bounds with one deadline, so two senders never
+POST the same delivery at once. Claims hand out at most ``free`` attempts per receiver host
+(``host:port``), so a slow or dead receiver holds a bounded share of the sender.
+
+Outcomes: 2xx delivered. 410: the subscription is deleted with its pending deliveries (and
+its watch, if no other subscription uses it). Anything else, a timeout or a redirect (never
+followed): retried after ``webhook_retry_schedule[attempt]`` seconds with -10 % to +20 %
+jitter, or later if the receiver's ``Retry-After`` asks; failed after the schedule. A hook
+whose deliveries have failed without a success for ``hook_disable_after`` is disabled, with
+the reason in its status, until its owner enables it again.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import socket
-import time
 from dataclasses import dataclass
 
-import httpx
 import sqlalchemy as sa
 
-from ..errors import ConnectorError, redact
+from ..errors import redact
 from ..providers.http import parse_retry_after
-from .crypto import sign
-from .options import TriggerOptions
+from .events import iso
+from .outbox import SILENT_STATUSES
+from .signing import signed_headers
 from .tables import deliveries, delivery_attempts, events, subscriptions
-from .targets import pinned_targets
+from .targets import target_receiver
 from .watches import delete_subscription
+from .webhook_post import PostFailed, post
 
 log = logging.getLogger("connector.trigger")
 
-USER_AGENT = "tiktok-connector-webhooks/0.1"
 MAX_RETRY_AFTER = 24 * 3600
-KEEP_ATTEMPTS = 50   # recent attempts kept per subscription (GET /hooks/<id> shows them)
+KEEP_ATTEMPTS = 50       # recent attempts kept per subscription (GET /hooks/<id> shows them)
+START_WITHIN = 30.0      # a claimed delivery not started this soon is left for its lease to expire
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    receiver: str        # host:port of the target
+    claimed_at: float
 
 
 @dataclass
 class Outcome:
     delivery_id: int
-    result: str            # delivered | retry | failed | gone
+    result: str            # delivered | retry | failed | gone | disabled | skipped
     status_code: int | None = None
     error: str | None = None
 
 
-def claim_due_deliveries(store, *, limit: int, lease: float, due_before: float) -> list[int]:
-    """Lease up to ``limit`` due deliveries (``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
-    now = time.time()
-    d = deliveries.alias("d")
-    pick = (sa.select(d.c.id).where(d.c.status == "pending", d.c.next_attempt_at <= due_before)
-            .order_by(d.c.next_attempt_at, d.c.id).limit(limit))
-    if store.dialect == "postgresql":
-        pick = pick.with_for_update(skip_locked=True, of=d)
-    stmt = (deliveries.update()
-            .where(deliveries.c.id.in_(pick.scalar_subquery()), deliveries.c.status == "pending",
-                   deliveries.c.next_attempt_at <= due_before)
-            .values(next_attempt_at=now + lease)
-            .returning(deliveries.c.id))
+def claim_due_deliveries(store, *, now: float, lease: float, limit: int, due_before: float,
+                         busy: dict[str, int] | None = None, per_host: int = 4) -> list[Claimed]:
+    """Lease up to ``limit`` due deliveries, at most ``per_host - busy[host]`` per receiver
+    host, oldest first within a host and hosts taking turns."""
+    busy = {host: n for host, n in (busy or {}).items() if n > 0}
+    d, s = deliveries.alias("d"), subscriptions.alias("s")
+    rank = sa.func.row_number().over(partition_by=s.c.target_host,
+                                     order_by=(d.c.next_attempt_at, d.c.id)).label("rn")
+    candidates = (sa.select(d.c.id, d.c.next_attempt_at, s.c.target_host, s.c.target_url, rank)
+                  .select_from(d.join(s, s.c.id == d.c.subscription_id))
+                  .where(d.c.status == "pending", d.c.next_attempt_at <= due_before,
+                         s.c.status.notin_(SILENT_STATUSES)))
+    full = [host for host, n in busy.items() if n >= per_host]
+    if full:
+        candidates = candidates.where(sa.or_(s.c.target_host.is_(None), s.c.target_host.notin_(full)))
+    candidates = candidates.subquery()
+    slots = (sa.case({host: per_host - n for host, n in busy.items()}, value=candidates.c.target_host,
+                     else_=per_host) if busy else sa.literal(per_host))
+    pick = (sa.select(candidates.c.id, candidates.c.target_host, candidates.c.target_url)
+            .where(candidates.c.rn <= slots)
+            .order_by(candidates.c.rn, candidates.c.next_attempt_at, candidates.c.id).limit(limit))
     with store.write() as conn:
-        return list(conn.execute(stmt).scalars())
+        picked = {row.id: row.target_host or target_receiver(row.target_url) for row in conn.execute(pick)}
+        if not picked:
+            return []
+        mine = deliveries.c.id.in_(list(picked))
+        if store.dialect == "postgresql":   # another sender may be claiming the same rows: skip its
+            mine = deliveries.c.id.in_(sa.select(deliveries.c.id).where(deliveries.c.id.in_(list(picked)))
+                                       .with_for_update(skip_locked=True).scalar_subquery())
+        claimed = conn.execute(deliveries.update()
+                               .where(mine, deliveries.c.status == "pending",
+                                      deliveries.c.next_attempt_at <= due_before)
+                               .values(next_attempt_at=now + lease)
+                               .returning(deliveries.c.id)).scalars().all()
+    return [Claimed(id=i, receiver=picked[i], claimed_at=now) for i in sorted(claimed)]
 
 
 def retry_delay(schedule: tuple[int, ...], attempts: int, retry_after: float | None,
@@ -71,65 +102,77 @@ def retry_delay(schedule: tuple[int, ...], attempts: int, retry_after: float | N
     return base
 
 
-def signed_headers(secret: str, msg_id: str, body: str, timestamp: int | None = None) -> dict:
-    timestamp = int(time.time()) if timestamp is None else timestamp
-    return {"content-type": "application/json", "user-agent": USER_AGENT, "webhook-id": msg_id,
-            "webhook-timestamp": str(timestamp), "webhook-signature": sign(secret, msg_id, timestamp, body)}
+def _error_text(status: int, body: bytes, secret: str) -> str:
+    error = f"HTTP {status}"
+    if 300 <= status < 400:
+        return error + " (redirects are not followed; use the final URL)"
+    snippet = " ".join(body[:400].decode("utf-8", "replace").split())[:200]
+    return f"{error}: {redact(snippet, (secret,))}" if snippet else error
 
 
-def deliver_one(store, settings, client: httpx.Client, delivery_id: int,
-                rng: random.Random | None = None) -> Outcome:
+def deliver_one(svc, claimed: Claimed, *, rng: random.Random | None = None, resolve=None) -> Outcome:
     """Send one claimed delivery and record the outcome."""
-    with store.connect() as conn:
+    settings = svc.settings
+    if svc.clock() - claimed.claimed_at > START_WITHIN:   # too late to start inside the lease: leave it
+        return Outcome(claimed.id, "skipped")
+    with svc.store.connect() as conn:
         row = conn.execute(
             sa.select(deliveries.c.id, deliveries.c.attempts, deliveries.c.event_id,
                       deliveries.c.subscription_id, subscriptions.c.watch_id, subscriptions.c.target_url,
-                      subscriptions.c.secret, events.c.payload)
+                      subscriptions.c.secret, subscriptions.c.failing_since, events.c.payload)
             .select_from(deliveries.join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
                          .join(events, events.c.id == deliveries.c.event_id))
-            .where(deliveries.c.id == delivery_id, deliveries.c.status == "pending")).first()
+            .where(deliveries.c.id == claimed.id, deliveries.c.status == "pending",
+                   subscriptions.c.status.notin_(SILENT_STATUSES))).first()
     if row is None:
-        return Outcome(delivery_id, "gone")
-    started = time.monotonic()
+        return Outcome(claimed.id, "gone")
     status_code, error, retry_after = None, None, None
+    started = svc.clock()
+    headers = signed_headers(row.secret, row.event_id, row.payload, int(started))
     try:
-        response = post_pinned(client, row.target_url, row.payload.encode(),
-                               signed_headers(row.secret, row.event_id, row.payload),
-                               allow_private=settings.allow_private_targets)
-        status_code = response.status_code
+        kwargs = {"resolve": resolve} if resolve is not None else {}
+        answer = post(row.target_url, row.payload.encode(), headers, allow_private=settings.allow_private_targets,
+                      timeout=settings.delivery_timeout, max_bytes=settings.delivery_max_response_bytes, **kwargs)
+        status_code = answer.status
         if not 200 <= status_code < 300:
-            error = f"HTTP {status_code}"
-            if 300 <= status_code < 400:
-                error += " (redirects are not followed; use the final URL)"
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-    except ConnectorError as exc:
+            error = _error_text(status_code, answer.body, row.secret)
+            retry_after = parse_retry_after(answer.headers.get("retry-after"))
+    except PostFailed as exc:
         error = exc.message
-    except httpx.TimeoutException:
-        error = "timed out"
-    except httpx.HTTPError as exc:
-        error = redact(f"{type(exc).__name__}: {exc}", (row.secret,))
-    duration_ms = int((time.monotonic() - started) * 1000)
-    now = time.time()
+    now = svc.clock()
+    return _record(svc, row, claimed.id, status_code, error, retry_after, started, now, rng)
+
+
+def _record(svc, row, delivery_id, status_code, error, retry_after, started, now, rng) -> Outcome:
+    settings = svc.settings
     attempts = row.attempts + 1
-    with store.write() as conn:
+    failing_since = None if error is None else (row.failing_since or started)
+    disable = error is not None and now - failing_since >= settings.hook_disable_after
+    with svc.store.write() as conn:
         if status_code == 410:
             # The receiver says the subscription is gone (Zapier does this on unsubscribe).
             delete_subscription(conn, row.subscription_id, row.watch_id)
             log.info("subscription %s answered 410; deleted", row.subscription_id)
             return Outcome(delivery_id, "gone", status_code, error)
+        values = {"last_error": error, "last_called_at": now, "failing_since": failing_since}
+        if disable:
+            values.update(status="disabled", status_reason=(
+                f"Disabled: deliveries have failed since {iso(failing_since)} without a success "
+                f"(last: {error}). Fix the receiver, then enable the hook again: "
+                'PATCH /api/v1/hooks/<id> {"enabled": true}.'))
         still_there = conn.execute(subscriptions.update().where(subscriptions.c.id == row.subscription_id)
-                                   .values(last_error=error, last_called_at=now)).rowcount
+                                   .values(**values)).rowcount
         if not still_there:  # unsubscribed while we were sending
             return Outcome(delivery_id, "gone", status_code, error)
         conn.execute(delivery_attempts.insert().values(
             subscription_id=row.subscription_id, event_id=row.event_id, attempted_at=now,
-            status_code=status_code, error=error, duration_ms=duration_ms))
+            status_code=status_code, error=error, duration_ms=int(max(0.0, now - started) * 1000)))
         if error is None:
             values = {"status": "delivered", "delivered_at": now}
             result = "delivered"
         else:
             delay = retry_delay(settings.webhook_retry_schedule, attempts, retry_after, rng)
-            result = "failed" if delay is None else "retry"
+            result = "failed" if delay is None else ("disabled" if disable else "retry")
             values = {"status": "failed"} if delay is None else {"next_attempt_at": now + delay}
         conn.execute(deliveries.update().where(deliveries.c.id == delivery_id).values(
             attempts=attempts, last_status=status_code, last_error=error, **values))
@@ -138,21 +181,9 @@ def deliver_one(store, settings, client: httpx.Client, delivery_id: int,
     if error is not None:
         log.info("delivery %s of %s to subscription %s: %s (%s)", delivery_id, row.event_id,
                  row.subscription_id, error, result)
+    if disable:
+        log.warning("subscription %s disabled: failing since %s", row.subscription_id, iso(failing_since))
     return Outcome(delivery_id, result, status_code, error)
-
-
-def post_pinned(client: httpx.Client, target_url: str, body: bytes, headers: dict, *,
-                allow_private: bool, resolve=socket.getaddrinfo) -> httpx.Response:
-    """POST to the addresses the target's name resolves to now, each checked, in turn until
-    one connects (so a name cannot be re-pointed inside between the check and the send)."""
-    *others, last = pinned_targets(target_url, allow_private=allow_private, resolve=resolve)
-    for url, host, extensions in others:
-        try:
-            return client.post(url, content=body, headers={**headers, **host}, extensions=extensions)
-        except httpx.ConnectError:
-            continue
-    url, host, extensions = last
-    return client.post(url, content=body, headers={**headers, **host}, extensions=extensions)
 
 
 def _prune_attempts(conn, subscription_id: str) -> None:
@@ -162,9 +193,3 @@ def _prune_attempts(conn, subscription_id: str) -> None:
     if cutoff is not None:
         conn.execute(delivery_attempts.delete().where(delivery_attempts.c.subscription_id == subscription_id,
                                                       delivery_attempts.c.id <= cutoff))
-
-
-def webhook_client(settings) -> httpx.Client:
-    opts = TriggerOptions.from_settings(settings)
-    return httpx.Client(timeout=opts.delivery_timeout, follow_redirects=False,
-                        limits=httpx.Limits(max_connections=max(10, opts.delivery_threads * 2)))

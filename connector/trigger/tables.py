@@ -1,6 +1,8 @@
 """The trigger's tables, on the shared :data:`connector.store.schema.metadata`.
 
 Times are unix seconds (floats): they compare the same way on SQLite and PostgreSQL.
+What a key may see is written down per subscription: a hook's ``deliveries`` and a polling
+subscription's ``inbox`` hold only events from pages that key paid for.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from ..store.schema import metadata
 AutoId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 WATCH_STATUSES = ("active", "backlog", "paused_credits", "not_found", "auth_failed", "error")
+# active: paid and served; paused_credits: its key could not pay the last page; key_revoked;
+# disabled: a hook whose deliveries failed for days (its owner re-enables it); paused: by its owner.
+SUBSCRIPTION_STATUSES = ("active", "paused_credits", "key_revoked", "disabled", "paused")
 
 watches = sa.Table(
     "watches", metadata,
@@ -52,6 +57,7 @@ events = sa.Table(
     sa.Column("detected_at", sa.Float, nullable=False),
     sa.Column("baseline", sa.Boolean, nullable=False, default=False),
     sa.UniqueConstraint("watch_id", "follower_key", name="uq_events_follower"),
+    sa.Index("ix_events_detected", "detected_at"),                  # retention
 )
 
 subscriptions = sa.Table(
@@ -62,9 +68,13 @@ subscriptions = sa.Table(
     sa.Column("kind", sa.String(8), nullable=False),              # hook | poll
     sa.Column("event", sa.String(40), nullable=False),
     sa.Column("target_url", sa.Text, nullable=True),
+    sa.Column("target_host", sa.String(300), nullable=True),      # host:port, for per-host delivery caps
+    sa.Column("dedupe_key", sa.String(64), nullable=True, unique=True),  # hooks: sha256 of key, watch, event, URL
     sa.Column("secret", sa.String(80), nullable=True),
     sa.Column("request_source", sa.String(32), nullable=False),
-    sa.Column("status", sa.String(20), nullable=False),           # active | paused_credits | key_revoked
+    sa.Column("status", sa.String(20), nullable=False),           # see SUBSCRIPTION_STATUSES
+    sa.Column("status_reason", sa.Text, nullable=True),           # why disabled, in words for its owner
+    sa.Column("failing_since", sa.Float, nullable=True),          # first failed delivery since the last success
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("credits_spent", sa.BigInteger, nullable=False, default=0),
     sa.Column("created_at", sa.Float, nullable=False),
@@ -88,6 +98,18 @@ deliveries = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
     sa.UniqueConstraint("subscription_id", "event_id", name="uq_deliveries_once"),
     sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
+    sa.Index("ix_deliveries_created", "created_at"),                # retention
+)
+
+# The events a polling subscription may read: those of the pages its key paid for (and the
+# samples of its first call). The primary key is the polling route's index: newest first.
+inbox = sa.Table(
+    "inbox", metadata,
+    sa.Column("subscription_id", sa.String(40), sa.ForeignKey("subscriptions.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("seq", sa.BigInteger, sa.ForeignKey("events.seq", ondelete="CASCADE"), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index("ix_inbox_created", "created_at"),                     # retention
 )
 
 delivery_attempts = sa.Table(
@@ -101,4 +123,5 @@ delivery_attempts = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("duration_ms", sa.Integer, nullable=False),
     sa.Index("ix_delivery_attempts_sub", "subscription_id", "id"),
+    sa.Index("ix_delivery_attempts_at", "attempted_at"),            # retention
 )

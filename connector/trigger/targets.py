@@ -1,9 +1,10 @@
 """Webhook target URLs: http(s) only, and never an internal address unless allowed.
 
 Checked when a hook is created and again before every delivery (DNS may change). A delivery
-connects to an address that was checked (:func:`pinned_targets`), so a name that
+connects to an address that was checked (:attr:`Target.addresses`), so a name that
 resolves to a public address for the check and to an internal one for the connection
-(DNS rebinding) cannot reach inside.
+(DNS rebinding) cannot reach inside. Name lookups have a timeout of their own
+(``getaddrinfo`` has none), and one slow name holds at most one lookup thread.
 ``CONNECTOR_ALLOW_PRIVATE_TARGETS=1`` allows loopback and private networks (tests, LANs).
 """
 
@@ -11,11 +12,63 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from urllib.parse import urlsplit, urlunsplit
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from ..errors import BadRequest
 
 EXAMPLE = "https://hooks.zapier.com/hooks/standard/123/abc/"
+LOOKUP_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    scheme: str
+    host: str            # the name, for Host and the TLS server name
+    port: int
+    host_header: str     # host[:port] as written in the URL
+    path: str            # path and query, what the request line carries
+    addresses: tuple[str, ...]   # checked addresses, IPv4 first
+
+    @property
+    def receiver(self) -> str:
+        """``host:port``: the unit of the per-receiver concurrency cap."""
+        return f"{self.host.lower()}:{self.port}"
+
+
+class _Resolver:
+    """``getaddrinfo`` with a timeout. Lookups run on a small pool; a name being looked up
+    already is waited for rather than asked again, so a name whose DNS hangs ties up one
+    thread, never the pool."""
+
+    def __init__(self, threads: int = 8):
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dns")
+        self._pending: dict[tuple, Future] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, host: str, port: int, *, timeout: float, resolve=socket.getaddrinfo) -> list:
+        key = (host, port, resolve)
+        with self._lock:
+            future = self._pending.get(key)
+            new = future is None
+            if new:
+                future = self._pool.submit(resolve, host, port, type=socket.SOCK_STREAM)
+                self._pending[key] = future
+        if new:   # (outside the lock: a finished future runs the callback at once)
+            future.add_done_callback(lambda done: self._forget(key, done))
+        return future.result(timeout=max(0.001, timeout))
+
+    def _forget(self, key, future) -> None:
+        with self._lock:
+            if self._pending.get(key) is future:
+                del self._pending[key]
+
+
+lookup = _Resolver()
 
 
 def _forbidden(address: str) -> bool:
@@ -26,30 +79,22 @@ def _forbidden(address: str) -> bool:
             or ip.is_unspecified or not ip.is_global)
 
 
-def check_target_url(url, *, allow_private: bool, resolve=socket.getaddrinfo) -> str:
+def check_target_url(url, *, allow_private: bool, resolve=socket.getaddrinfo,
+                     timeout: float = LOOKUP_TIMEOUT) -> str:
     """The URL when it may receive webhooks; :class:`BadRequest` saying what to fix otherwise."""
-    return _checked(url, allow_private=allow_private, resolve=resolve)[0]
+    return resolve_target(url, allow_private=allow_private, resolve=resolve, timeout=timeout).url
 
 
-def pinned_targets(url, *, allow_private: bool, resolve=socket.getaddrinfo) -> list[tuple[str, dict, dict]]:
-    """``(url, headers, extensions)`` for httpx, one per checked address (IPv4 first), that
-    connect to that address itself.
-
-    The URL's host is replaced by the address; ``Host`` keeps the name, and for https the
-    TLS server name (and so the certificate check) stays the name too.
-    """
-    url, parts, addresses = _checked(url, allow_private=allow_private, resolve=resolve)
-    host_header = {"Host": parts.netloc.rsplit("@", 1)[-1]}
-    extensions = {"sni_hostname": parts.hostname} if parts.scheme == "https" else {}
-    out = []
-    for address in sorted(dict.fromkeys(addresses), key=lambda a: ":" in a):
-        literal = f"[{address}]" if ":" in address else address
-        netloc = literal + (f":{parts.port}" if parts.port else "")
-        out.append((urlunsplit(parts._replace(netloc=netloc)), host_header, extensions))
-    return out
+def target_receiver(url: str) -> str:
+    """``host:port`` of a URL already checked (no lookup)."""
+    parts = urlsplit(url)
+    return f"{(parts.hostname or '').lower()}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
 
 
-def _checked(url, *, allow_private: bool, resolve):
+def resolve_target(url, *, allow_private: bool, resolve=socket.getaddrinfo,
+                   timeout: float = LOOKUP_TIMEOUT) -> Target:
+    """Check the URL and look its host up (within ``timeout`` seconds); every address must
+    be allowed. :class:`BadRequest` with what to fix otherwise."""
     if not isinstance(url, str) or not url.strip():
         raise BadRequest(f"'targetUrl' is required: the URL that receives the events, e.g. {EXAMPLE}")
     url = url.strip()
@@ -64,10 +109,16 @@ def _checked(url, *, allow_private: bool, resolve):
         raise BadRequest(f"'targetUrl' must be an http:// or https:// URL, e.g. {EXAMPLE}")
     if parts.username or parts.password:
         raise BadRequest("'targetUrl' must not contain a user name or password.")
+    if any(ord(c) < 33 or ord(c) == 127 for c in url):
+        raise BadRequest("'targetUrl' must not contain spaces or control characters; percent-encode them.")
     host = parts.hostname
+    port = port or (443 if parts.scheme == "https" else 80)
     try:
-        infos = resolve(host, port or (443 if parts.scheme == "https" else 80), type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
+        infos = lookup(host, port, timeout=timeout, resolve=resolve)
+    except FutureTimeout:
+        raise BadRequest(f"'targetUrl' host {host[:100]} did not resolve within {timeout:g} s; "
+                         "check the URL or try again.") from None
+    except (OSError, UnicodeError, ValueError):
         raise BadRequest(f"'targetUrl' host {host[:100]} cannot be resolved; check the URL.") from None
     addresses = [info[4][0].split("%", 1)[0] for info in infos]
     if not addresses:
@@ -77,4 +128,7 @@ def _checked(url, *, allow_private: bool, resolve):
             if _forbidden(address):
                 raise BadRequest(f"'targetUrl' host {host[:100]} resolves to {address}, a private, "
                                  "loopback or reserved address; webhook targets must be public.")
-    return url, parts, addresses
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    ordered = tuple(sorted(dict.fromkeys(addresses), key=lambda a: ":" in a))
+    return Target(url=url, scheme=parts.scheme, host=host, port=port,
+                  host_header=parts.netloc.rsplit("@", 1)[-1], path=path, addresses=ordered)

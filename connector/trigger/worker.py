@@ -1,10 +1,11 @@
-"""The worker: ``connector poll`` polls due watches, then delivers due webhooks.
+"""The worker: ``connector poll`` polls due watches, delivers webhooks and prunes old rows.
 
-Both passes run on thread pools, so upstream and receiver latency do not serialise a
-cycle. Work is claimed in batches with leases (``FOR UPDATE SKIP LOCKED`` on PostgreSQL),
-so several worker processes share it; on SQLite run one. One pass only takes what was due
-when it started, so a watch with a backlog or a delivery retried at once waits for the
-next pass instead of spinning.
+Polling and delivery run apart: the :class:`.sender.Sender` has its own thread and pool,
+so a poll never waits for a receiver, and a receiver never holds up a poll. Polls run on
+a pool of their own; work is claimed in batches with leases (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL), so several worker processes share it; on SQLite run one. One polling pass only
+takes what was due when it started, so a watch with a backlog waits for the next pass
+instead of spinning. Retention (:mod:`.retention`) runs every ``prune_every`` seconds.
 """
 
 from __future__ import annotations
@@ -12,26 +13,20 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import threading
-import time
-import uuid
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import click
 
 from ..errors import redact
-from .deliver import claim_due_deliveries, deliver_one, webhook_client
+from .leases import claim_due_watches, new_owner, release_watch
 from .options import TriggerOptions
-from .watches import claim_due_watches, poll_watch, release_watch
+from .poll import poll_watch
+from .retention import prune
+from .sender import Sender
 
 log = logging.getLogger("connector.trigger")
-
-
-def new_owner() -> str:
-    """Lease owner name: host, pid and a random tag (a restarted process is a new owner)."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
@@ -40,19 +35,18 @@ class PassStats:
     pages: int = 0
     events: int = 0
     errors: int = 0
-    outcomes: dict = field(default_factory=dict)
 
 
 def _drain(claim, work, threads: int, stop: threading.Event | None) -> list:
     """Run ``work`` on claimed items, ``threads`` at a time, until nothing more is claimed.
 
-    Claims are topped up as items finish, so one slow upstream or receiver never holds a
-    whole batch back, and nothing waits claimed (its lease running) for long.
+    Claims are topped up as items finish, so one slow upstream never holds a whole batch
+    back, and nothing waits claimed (its lease running) for long.
     """
     results: list = []
     running: set = set()
     exhausted = False
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="trigger") as pool:
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="poll") as pool:
         while True:
             if not exhausted and len(running) < threads and not (stop and stop.is_set()):
                 batch = claim(2 * threads - len(running))
@@ -68,11 +62,11 @@ def poll_due_watches(svc, owner: str | None = None, *, stop: threading.Event | N
     """Poll every watch that is due and paid for; returns what the pass did."""
     owner = owner or new_owner()
     opts = TriggerOptions.from_settings(svc.settings)
-    started = time.time()
+    started = svc.clock()
 
     def claim(limit: int):
         return claim_due_watches(svc.store, svc.settings, owner, opts.lease_seconds,
-                                 limit=min(opts.claim_batch, limit), due_before=started)
+                                 limit=min(opts.claim_batch, limit), due_before=started, now=svc.clock())
 
     def work(wid):
         try:
@@ -93,64 +87,52 @@ def poll_due_watches(svc, owner: str | None = None, *, stop: threading.Event | N
     return stats
 
 
-def deliver_due_webhooks(svc, *, client=None, stop: threading.Event | None = None) -> PassStats:
-    """Send every delivery that is due; returns the outcomes counted by kind."""
-    opts = TriggerOptions.from_settings(svc.settings)
-    started = time.time()
-    own_client = client is None
-    client = client or webhook_client(svc.settings)
-
-    def claim(limit: int):
-        return claim_due_deliveries(svc.store, limit=min(opts.claim_batch, limit),
-                                    lease=opts.lease_seconds, due_before=started)
-
-    def work(delivery_id):
-        try:
-            return deliver_one(svc.store, svc.settings, client, delivery_id).result
-        except Exception as exc:
-            log.error("delivery %s crashed: %s", delivery_id, redact(f"{type(exc).__name__}: {exc}"))
-            return "error"
-
-    stats = PassStats()
-    try:
-        for result in _drain(claim, work, opts.delivery_threads, stop):
-            stats.outcomes[result] = stats.outcomes.get(result, 0) + 1
-    finally:
-        if own_client:
-            client.close()
-    return stats
-
-
-def run_worker(svc, *, once: bool = False, idle_sleep: float | None = None,
-               stop: threading.Event | None = None) -> None:
-    """Poll and deliver until stopped (or one pass with ``once``)."""
+def run_worker(svc, *, once: bool = False, stop: threading.Event | None = None) -> None:
+    """Poll, deliver and prune until stopped (or one pass of each with ``once``)."""
     stop = stop or threading.Event()
-    if idle_sleep is None:
-        idle_sleep = TriggerOptions.from_settings(svc.settings).idle_sleep
+    opts = TriggerOptions.from_settings(svc.settings)
     owner = new_owner()
-    client = webhook_client(svc.settings)
+    if once:
+        polled = poll_due_watches(svc, owner, stop=stop)
+        sender = Sender(svc)
+        try:
+            sent = sender.drain(stop)
+        finally:
+            sender.close()
+        prune(svc)
+        log.info("pass: %d watches polled, %d pages, %d new events; deliveries %s",
+                 polled.watches, polled.pages, polled.events, dict(sent) or "{}")
+        return
+    sender_thread = threading.Thread(target=Sender(svc).run, args=(stop,), name="sender", daemon=True)
+    sender_thread.start()
+    next_prune = svc.clock()
     try:
         while not stop.is_set():
-            polled = poll_due_watches(svc, owner, stop=stop)
-            sent = deliver_due_webhooks(svc, client=client, stop=stop)
-            if polled.watches or sent.outcomes:
-                log.info("pass: %d watches polled, %d pages, %d new events; deliveries %s",
-                         polled.watches, polled.pages, polled.events, sent.outcomes or "{}")
-            if once:
-                return
-            stop.wait(idle_sleep)
+            try:
+                polled = poll_due_watches(svc, owner, stop=stop)
+                if polled.watches:
+                    log.info("pass: %d watches polled, %d pages, %d new events",
+                             polled.watches, polled.pages, polled.events)
+                if svc.clock() >= next_prune:
+                    next_prune = svc.clock() + opts.prune_every
+                    prune(svc)
+            except Exception as exc:   # the database is away: try again after a rest
+                log.error("polling pass failed: %s", redact(f"{type(exc).__name__}: {exc}"))
+            stop.wait(opts.idle_sleep)
     finally:
-        client.close()
+        stop.set()
+        sender_thread.join(svc.settings.delivery_timeout + 5)
 
 
 ENV_OPTIONS = {"CONNECTOR_POLL_PAGE_BUDGET": ("page_budget", int),
                "CONNECTOR_POLL_LEASE_SECONDS": ("lease_seconds", float),
                "CONNECTOR_POLL_THREADS": ("poll_threads", int),
+               "CONNECTOR_DELIVERY_THREADS": ("delivery_threads", int),
                "CONNECTOR_POLL_IDLE_SLEEP": ("idle_sleep", float)}
 
 
 @click.command("poll")
-@click.option("--once", is_flag=True, help="One pass (poll due watches, deliver due webhooks), then exit.")
+@click.option("--once", is_flag=True, help="One pass (poll due watches, deliver due webhooks, prune), then exit.")
 def poll_command(once):
     """Poll due watches for new followers and deliver webhooks (the Procfile's worker)."""
     from flask import Flask

@@ -1,0 +1,89 @@
+"""``/api/v1/hooks``: REST hook subscriptions (Zapier REST hooks, Make instant triggers, any
+webhook receiver). The views check the request and shape the answer; what a hook is, who
+pays and what it may see live in :mod:`connector.trigger.subscriptions`."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from ..errors import BadRequest, UpstreamError
+from ..manifests import Manifest
+from ..trigger import subscriptions
+from ..trigger.targets import EXAMPLE, check_target_url
+from ..trigger.watches import trigger_manifest
+from .common import (REQUEST_SOURCES, authenticate, count_request, counted_body, request_source, services,
+                     stored_provider_choice, upstream_failure)
+
+HOOK_FIELDS = ("event", "handle", "targetUrl", "requestSource")
+PATCH_FIELDS = ("enabled",)
+
+
+def _object(body, example: str) -> dict:
+    if not isinstance(body, dict):
+        raise BadRequest(f"Request body must be a JSON object, for example {example}.")
+    return body
+
+
+def _no_unknown(body: dict, allowed: tuple[str, ...]) -> None:
+    unknown = [k for k in body if k not in allowed]
+    if unknown:
+        raise BadRequest(f"Unknown field '{str(unknown[0])[:60]}'. Allowed fields: {', '.join(allowed)}.")
+
+
+def register(app, manifests: dict[str, Manifest]) -> None:
+    manifest = trigger_manifest(manifests)
+    allowed_events = sorted(m.hooks["event"] for m in manifests.values() if m.data.get("hooks"))
+    route = manifest.hooks["route"]
+    bp = Blueprint("hooks", __name__)
+
+    def create_hook():
+        svc = services()
+        caller = authenticate()
+        body = _object(counted_body(caller, "hooks"), '{"event": "new_follower", "handle": "stoolpresidente", '
+                                                     f'"targetUrl": "{EXAMPLE}"}}')
+        _no_unknown(body, HOOK_FIELDS)
+        if body.get("event") not in allowed_events:
+            raise BadRequest(f"'event' must be one of: {', '.join(allowed_events)}.")
+        if "requestSource" in body and body["requestSource"] not in REQUEST_SOURCES:
+            raise BadRequest(f"'requestSource' must be one of: {', '.join(REQUEST_SOURCES)}.")
+        handle = manifest.parse({"handle": body.get("handle")})["handle"]
+        target = check_target_url(body.get("targetUrl"), allow_private=svc.settings.allow_private_targets)
+        provider_name, credentials = stored_provider_choice()
+        try:
+            hook, created = subscriptions.create_hook(
+                svc, caller, provider_name, credentials, event=body["event"], handle=handle, target_url=target,
+                request_source=request_source(body))
+        except UpstreamError as exc:
+            raise upstream_failure(manifest, exc, handle, (credentials,) if credentials else ()) from None
+        return jsonify(hook), 201 if created else 200
+
+    def list_hooks():
+        caller = authenticate()
+        count_request(caller, "hooks")
+        return jsonify({"hooks": subscriptions.list_hooks(services(), caller)})
+
+    def get_hook(hook_id: str):
+        caller = authenticate()
+        count_request(caller, "hooks")
+        return jsonify(subscriptions.hook_detail(services(), caller, hook_id))
+
+    def update_hook(hook_id: str):
+        caller = authenticate()
+        body = _object(counted_body(caller, "hooks"), '{"enabled": true}')
+        _no_unknown(body, PATCH_FIELDS)
+        if not isinstance(body.get("enabled"), bool):
+            raise BadRequest("'enabled' is required and must be true (deliver again) or false (pause the hook).")
+        return jsonify(subscriptions.set_hook_enabled(services(), caller, hook_id, body["enabled"]))
+
+    def delete_hook(hook_id: str):
+        caller = authenticate()
+        count_request(caller, "hooks")
+        subscriptions.delete_hook(services(), caller, hook_id)
+        return "", 204
+
+    bp.add_url_rule(route, "create_hook", create_hook, methods=["POST"])
+    bp.add_url_rule(route, "list_hooks", list_hooks, methods=["GET"])
+    bp.add_url_rule(f"{route}/<hook_id>", "get_hook", get_hook, methods=["GET"])
+    bp.add_url_rule(f"{route}/<hook_id>", "update_hook", update_hook, methods=["PATCH"])
+    bp.add_url_rule(f"{route}/<hook_id>", "delete_hook", delete_hook, methods=["DELETE"])
+    app.register_blueprint(bp)

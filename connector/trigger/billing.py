@@ -1,0 +1,151 @@
+"""Who pays for a poll, and what each key may see of it.
+
+The rule (README, "Who pays"): every page read for a watch is paid, page by page, by the
+keys it is read for; a key receives the new followers of the pages it paid for, and
+nothing else.
+
+- A regular poll is read for the watch's *paying* subscriptions: its hooks (unless
+  disabled or paused by their owner) and its polling subscriptions called within
+  :func:`poll_freshness`. A key that cannot pay a page is paused (``paused_credits``)
+  and receives nothing from that page on; it resumes when it pays again.
+- A key that subscribes pays alone for its baseline (or the catch-up read of a watch
+  others already have). Followers that read finds for the first time also go to the
+  subscriptions that are paid up at that moment, at no cost to them: their next paid
+  poll would have found them, and would now find nothing instead.
+- A caller's own balance is checked before anything is read on its behalf
+  (:func:`can_pay`), so a request that cannot be paid spends nobody's credits.
+
+Credits move only through the key store (reserve, refund); :class:`Tab` keeps what one
+poll took so that a poll that is dropped, for whatever reason, gives all of it back.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import sqlalchemy as sa
+
+from ..store.keys import Caller
+from ..store.schema import api_keys
+from .options import poll_freshness
+from .tables import subscriptions, watches
+
+# Subscription statuses that take part in polls (and pay); disabled and paused hooks do not.
+BILLED_STATUSES = ("active", "paused_credits", "key_revoked")
+
+
+def can_pay(keys, caller: Caller, cost: int) -> bool:
+    """Whether the caller's balance covers ``cost`` now (checked before reading anything)."""
+    if caller.credits is None or cost <= 0:
+        return True
+    balance = keys.balance(caller.id)
+    return balance is not None and balance >= cost
+
+
+def load_callers(conn, keys, key_ids) -> dict[str, Caller | None]:
+    """The caller of each key id; None for a revoked or deleted key (it cannot pay)."""
+    static = {caller.id: caller for caller in keys.static.values()}
+    out: dict[str, Caller | None] = {k: static.get(k) for k in key_ids}
+    wanted = [k for k in key_ids if k not in static]
+    if wanted:
+        rows = conn.execute(sa.select(api_keys.c.id, api_keys.c.name, api_keys.c.credits,
+                                      api_keys.c.rate_limit)
+                            .where(api_keys.c.id.in_(wanted), api_keys.c.revoked_at.is_(None))).all()
+        for row in rows:
+            out[row.id] = Caller(id=row.id, name=row.name, credits=row.credits,
+                                 rate_limit=row.rate_limit or keys.default_rate_limit)
+    return out
+
+
+def paying_subscriptions(subs, settings, now: float) -> list:
+    """The subscriptions a regular poll is read for (see the module docstring)."""
+    fresh_after = now - poll_freshness(settings)
+    return [s for s in subs if s["status"] in BILLED_STATUSES
+            and (s["kind"] == "hook" or (s["last_called_at"] is not None and s["last_called_at"] >= fresh_after))]
+
+
+def active_subscription_clause(settings, now: float, watch_table=watches):
+    """SQL: the watch has a paying subscription (so it is worth polling)."""
+    fresh_after = now - poll_freshness(settings)
+    return sa.exists().where(
+        subscriptions.c.watch_id == watch_table.c.id,
+        subscriptions.c.status.in_(BILLED_STATUSES),
+        sa.or_(subscriptions.c.kind == "hook", subscriptions.c.last_called_at >= fresh_after))
+
+
+class Tab:
+    """The credits one poll took, key by key, each page reserved before it is read."""
+
+    def __init__(self, keys, callers: dict[str, Caller | None], cost: int):
+        self.keys = keys
+        self.callers = dict(callers)
+        self.cost = cost
+        self.charged: Counter = Counter()
+        self.unpaid: set = set()
+
+    def pay_page(self) -> frozenset | None:
+        """Reserve one page from every key still paying; the ids of those that paid, or None
+        when nobody could (nothing is read then)."""
+        paid = []
+        for key_id, caller in self.callers.items():
+            if key_id in self.unpaid:
+                continue
+            if caller is not None and self.keys.reserve(caller, self.cost):
+                paid.append(key_id)
+            else:
+                self.unpaid.add(key_id)
+        for key_id in paid:
+            self.charged[key_id] += self.cost
+        return frozenset(paid) if paid else None
+
+    def refund_page(self, payers: frozenset) -> None:
+        """The page could not be read: its payers get their credits back."""
+        for key_id in payers:
+            self._give_back(key_id, self.cost)
+
+    def refund(self, key_ids=None) -> int:
+        """Give back everything charged (to ``key_ids`` only, when given); returns how much."""
+        total = 0
+        for key_id in list(self.charged if key_ids is None else key_ids):
+            amount = self.charged.get(key_id, 0)
+            if amount > 0:
+                self._give_back(key_id, amount)
+                total += amount
+        return total
+
+    def _give_back(self, key_id: str, amount: int) -> None:
+        caller = self.callers.get(key_id)
+        if caller is not None:
+            self.keys.refund(caller, amount)
+        self.charged[key_id] -= amount
+
+    @property
+    def total(self) -> int:
+        return sum(self.charged.values())
+
+
+def settle(conn, wid: str, subs, tab: Tab) -> None:
+    """Inside a poll's commit: a key that paid resumes, one that could not pay is paused
+    (or marked revoked), and each key's first subscription on the watch counts its spend.
+    Disabled and owner-paused subscriptions keep their status."""
+    first_of_key: dict[str, str] = {}
+    for sub in subs:
+        first_of_key.setdefault(sub["key_id"], sub["id"])
+    waiting = {sub["key_id"] for sub in subs if sub["status"] in ("paused_credits", "key_revoked")}
+    for key_id, amount in tab.charged.items():
+        if amount <= 0:
+            continue
+        if key_id in waiting:   # (a steady-state poll skips this statement)
+            conn.execute(subscriptions.update().where(
+                subscriptions.c.watch_id == wid, subscriptions.c.key_id == key_id,
+                subscriptions.c.status.in_(("paused_credits", "key_revoked"))).values(status="active"))
+        if key_id in first_of_key:
+            conn.execute(subscriptions.update().where(subscriptions.c.id == first_of_key[key_id])
+                         .values(credits_spent=subscriptions.c.credits_spent + amount))
+    for key_id in tab.unpaid:
+        if key_id not in first_of_key:
+            continue
+        status = "paused_credits" if tab.callers.get(key_id) is not None else "key_revoked"
+        conn.execute(subscriptions.update().where(
+            subscriptions.c.watch_id == wid, subscriptions.c.key_id == key_id,
+            subscriptions.c.status.in_(BILLED_STATUSES)).values(status=status))

@@ -1,0 +1,222 @@
+"""One poll of a watch: read pages down to the known frontier, paid page by page.
+
+The walk (:mod:`.detect`) reads from the top, then from each unread gap, within the page
+budget; every page is paid before it is read (:class:`.billing.Tab`) and the lease is
+renewed before every page after the first. Nothing is written until the end: the outbox
+commit (:func:`.outbox.commit_poll`) stores it all at once, or, if the poll fails or loses
+its lease, every credit it took is given back.
+
+A *catch-up* poll (``subscriber``) is read for a key about to subscribe to a watch that
+already exists: that key alone pays, so the followers who exist at that moment never fire
+for it; new ones are shared with the subscriptions paid up at that moment.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..errors import UpstreamError, redact
+from ..store.keys import Caller
+from .billing import Tab, load_callers, paying_subscriptions
+from .crypto import decrypt_credentials
+from .detect import LoopDetected, Walk, keyed, walk
+from .leases import LeaseLost, claim_watch, new_owner, release_watch, renew_lease
+from .options import TriggerOptions
+from .outbox import Found, commit_poll
+from .tables import seen_followers, subscriptions
+from .watches import dump_gaps, get_watch, load_gaps, trigger_manifest
+
+log = logging.getLogger("connector.trigger")
+
+ERROR_STATUS = {"not_found": "not_found", "auth_failed": "auth_failed", "not_configured": "auth_failed",
+                "provider_key_rejected": "auth_failed"}
+LOOP_MESSAGE = ("The followers service returned the same page twice (loop detected); "
+                "the watch is retried at its next poll.")
+NOBODY_PAYS = "No subscriber of this watch has credits left; top up a key to resume."
+
+
+@dataclass
+class PollResult:
+    status: str
+    new_events: int = 0
+    pages: int = 0
+    error: UpstreamError | None = None
+    unpaid: set = field(default_factory=set)
+    lease_lost: bool = False
+    first_page: list = field(default_factory=list)   # [(key, record)] of the top page, newest first
+
+
+class _Poll:
+    """The state of one poll: the watch, who pays, what was read."""
+
+    def __init__(self, svc, wid: str, owner: str, subscriber: Caller | None):
+        self.svc, self.wid, self.owner, self.subscriber = svc, wid, owner, subscriber
+        self.opts = TriggerOptions.from_settings(svc.settings)
+        self.manifest = trigger_manifest(svc.manifests)
+        self.now = svc.clock()
+        self.page_payers: list[frozenset] = []     # who may receive each page read, in order
+        self.first_page: list = []
+        self.sharers: frozenset = frozenset()
+
+    def load(self) -> bool:
+        with self.svc.store.connect() as conn:
+            self.watch = get_watch(conn, self.wid)
+            if self.watch is None:
+                return False
+            subs = conn.execute(sa.select(subscriptions).where(subscriptions.c.watch_id == self.wid)
+                                .order_by(subscriptions.c.created_at, subscriptions.c.id)).mappings().all()
+            paying = paying_subscriptions(subs, self.svc.settings, self.now)
+            if self.subscriber is None:
+                callers = load_callers(conn, self.svc.keys, sorted({s["key_id"] for s in paying}))
+            else:
+                callers = {self.subscriber.id: self.subscriber}
+                self.sharers = frozenset(s["key_id"] for s in paying if s["status"] == "active")
+        self.tab = Tab(self.svc.keys, callers, self.manifest.cost)
+        return True
+
+    def fetch(self, cursor: Any):
+        """One page, paid first; None when nobody can pay for it."""
+        if self.page_payers:
+            renew_lease(self.svc.store, self.wid, self.owner, self.opts.lease_seconds, now=self.svc.clock())
+        payers = self.tab.pay_page()
+        if payers is None:
+            return None
+        try:
+            page = self.provider.list_followers(self.watch["handle"], cursor=cursor)
+        except BaseException:
+            self.tab.refund_page(payers)
+            raise
+        self.page_payers.append(payers | self.sharers)
+        if len(self.page_payers) == 1:
+            self.first_page = keyed(page.records)
+        return page
+
+    def is_seen(self, keys: list[str]) -> set:
+        if not keys:
+            return set()
+        with self.svc.store.connect() as conn:
+            return set(conn.execute(sa.select(seen_followers.c.follower_key).where(
+                seen_followers.c.watch_id == self.wid, seen_followers.c.follower_key.in_(keys))).scalars())
+
+    def commit(self, values: dict, found: list[Found], *, pages: int = 0, backlog: bool = False) -> int:
+        return commit_poll(self.svc, self.watch, self.owner, self.tab, values, found, now=self.now, pages=pages,
+                           backlog=backlog, subscriber=self.subscriber.id if self.subscriber else None)
+
+    def fail(self, kind: str | None, message: str, status: str, clear_gaps: bool = False) -> PollResult:
+        """Record a failed poll. What it read is dropped, so what it charged is refunded."""
+        self.tab.refund()
+        values = {"status": status, "last_error": message, "last_error_kind": kind}
+        if clear_gaps:
+            values["resume_cursor"] = None
+        try:
+            self.commit(values, [])
+        except LeaseLost:
+            return self.lost()
+        return PollResult(status=status, unpaid=self.tab.unpaid)
+
+    def lost(self) -> PollResult:
+        """The lease (or the watch) is gone: nothing is committed, so nothing is charged."""
+        log.warning("lost the lease of watch %s (taken over or deleted); its credits are refunded", self.wid)
+        self.tab.refund()
+        return PollResult(status=self.watch["status"], lease_lost=True, unpaid=self.tab.unpaid)
+
+
+def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
+               subscriber: Caller | None = None) -> PollResult:
+    """Poll a watch whose lease ``owner`` holds; commit everything it learnt at once.
+
+    ``max_pages`` caps the page budget (polls made inside a request); ``subscriber`` makes
+    it a catch-up read paid by that key alone (see the module docstring).
+    """
+    poll = _Poll(svc, wid, owner, subscriber)
+    if not poll.load():
+        return PollResult(status="gone")
+    watch, settings, manifest = poll.watch, svc.settings, poll.manifest
+    budget = poll.opts.page_budget if max_pages is None else min(poll.opts.page_budget, max_pages)
+    try:
+        credentials = decrypt_credentials(settings.secret_key, watch["credentials_enc"])
+        poll.provider = svc.providers.get(watch["provider"], credentials)
+    except ValueError as exc:
+        return poll.fail("auth_failed", f"The stored provider key cannot be used: {exc}.", "auth_failed")
+    except UpstreamError as exc:
+        return poll.fail(exc.kind, exc.user_message(manifest.errors, watch["handle"]),
+                         ERROR_STATUS.get(exc.kind, "error"))
+
+    gaps = load_gaps(watch["resume_cursor"])
+    known: set = set()
+    run = poll.opts.frontier_run
+    try:
+        # While a backlog drains (polls back to back), the top was read moments ago: spend the
+        # budget on the backlog; the next regular poll reads the top again.
+        draining = subscriber is None and bool(gaps) and watch["status"] == "backlog" \
+            and watch["last_poll_at"] is not None and poll.now - watch["last_poll_at"] < settings.poll_interval
+        top = Walk(reason="frontier") if draining else walk(poll.fetch, poll.is_seen, run=run, max_pages=budget,
+                                                               known=known)
+        walks, remaining = [(top, None)], budget - top.pages     # (walk, when its gap opened)
+        new_gaps = [] if top.finished or top.cursor is None else [{"cursor": top.cursor, "since": poll.now}]
+        for index, gap in enumerate(gaps):
+            # A catch-up read is the subscriber's: the older gaps stay for the regular polls.
+            if remaining <= 0 or top.reason == "unpaid" or subscriber is not None:
+                new_gaps.extend(gaps[index:])
+                break
+            more = walk(poll.fetch, poll.is_seen, start=gap["cursor"], run=run, max_pages=remaining, known=known)
+            remaining -= more.pages
+            walks.append((more, gap["since"]))
+            if not more.finished:
+                new_gaps.append({"cursor": more.cursor, "since": gap["since"]})
+    except LeaseLost:
+        return poll.lost()
+    except UpstreamError as exc:
+        log.warning("poll of watch %s (%s) failed (%s): %s", wid, watch["provider"], exc.kind,
+                    redact(exc.detail, poll.provider.secrets()))
+        result = poll.fail(exc.kind, exc.user_message(manifest.errors, watch["handle"]),
+                           ERROR_STATUS.get(exc.kind, "error"))
+        result.error = None if result.lease_lost else exc
+        return result
+    except LoopDetected as exc:
+        log.warning("poll of watch %s: %s", wid, exc)
+        return poll.fail("fetch_error", LOOP_MESSAGE, "error", clear_gaps=True)
+    except BaseException:
+        poll.tab.refund()
+        raise
+
+    pages = len(poll.page_payers)
+    if subscriber is not None and pages == 0:
+        # The subscriber could not pay its catch-up read: nothing was read, nothing changes.
+        release_watch(svc.store, wid, owner)
+        return PollResult(status=watch["status"], unpaid=poll.tab.unpaid)
+    # Each new follower with the keys that may receive it and when its gap opened, newest first.
+    found, offset = [], 0
+    for result, since in walks:
+        for (key, record), page in zip(result.new, result.new_page):
+            found.append(Found(key, record, poll.page_payers[offset + page], since))
+        offset += result.pages
+    status = "paused_credits" if pages == 0 and poll.tab.unpaid else ("backlog" if new_gaps else "active")
+    values = {"status": status, "last_error": None, "last_error_kind": None, "resume_cursor": dump_gaps(new_gaps)}
+    if status == "paused_credits":
+        values["last_error"] = NOBODY_PAYS
+    try:
+        inserted = poll.commit(values, list(reversed(found)), pages=pages, backlog=bool(new_gaps))
+    except LeaseLost:
+        return poll.lost()
+    return PollResult(status=status, new_events=inserted, pages=pages, unpaid=poll.tab.unpaid,
+                      first_page=poll.first_page)
+
+
+def poll_in_request(svc, wid: str, *, due_only: bool, subscriber: Caller | None = None) -> PollResult | None:
+    """Poll a watch inside an HTTP request, at most ``request_page_budget`` pages, if its
+    lease is free (None when another poller holds it: its poll stands)."""
+    owner = new_owner()
+    opts = TriggerOptions.from_settings(svc.settings)
+    if not claim_watch(svc.store, wid, owner, opts.lease_seconds, due_only=due_only, now=svc.clock()):
+        return None
+    try:
+        result = poll_watch(svc, wid, owner, max_pages=opts.request_page_budget, subscriber=subscriber)
+    except BaseException:
+        release_watch(svc.store, wid, owner)
+        raise
+    return None if result.lease_lost else result

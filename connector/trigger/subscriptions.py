@@ -1,0 +1,327 @@
+"""Subscriptions: REST hooks and polling callers on watches, what they may read, their limits.
+
+- A hook is created once per (key, watch, event, target URL): subscribing again returns the
+  same hook (Zapier and Make re-subscribe). A key holds at most ``max_hooks_per_key`` hooks
+  and watches at most ``max_handles_per_key`` accounts (hooks and polling together).
+- Subscribing checks the caller's own balance first, then pays alone for the watch's
+  baseline, or for a catch-up read of a watch others already have (see :mod:`.billing`).
+- A polling subscription reads its *inbox*: the events of pages its key paid for, plus the
+  samples of its first call (the top page it paid for), newest first through an index.
+- A hook's owner may pause it, and re-enable it after it was disabled for failing.
+
+Routes call these functions and turn what they return into JSON; nothing here knows HTTP
+beyond raising the domain errors of :mod:`connector.errors`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+
+import sqlalchemy as sa
+
+from ..errors import (UPSTREAM_STATUS, Conflict, ConnectorError, InsufficientCredits, NotFoundError,
+                      QuotaExceeded)
+from ..manifests import Manifest
+from ..store import insert_ignore
+from ..store.keys import Caller
+from .billing import can_pay
+from .crypto import credential_hash
+from .events import event_id, iso
+from .outbox import store_events
+from .poll import poll_in_request
+from .signing import new_webhook_secret
+from .tables import deliveries, delivery_attempts, events, inbox, subscriptions, watches
+from .targets import target_receiver
+from .watches import create_watch, delete_subscription, get_watch, trigger_manifest, watch_id
+
+RECENT_ATTEMPTS = 20
+WATCH_FAILURES = ("not_found", "auth_failed")
+
+
+def _stored_failure(watch) -> ConnectorError | None:
+    """The error a watch's last poll met, as the caller would have seen it then."""
+    if watch["status"] not in WATCH_FAILURES or not watch["last_error"]:
+        return None
+    error = ConnectorError(watch["last_error"])
+    error.status = UPSTREAM_STATUS.get(watch["last_error_kind"] or "", 500)
+    return error
+
+
+def _check_quotas(svc, caller: Caller, wid: str, *, new_hook: bool) -> None:
+    settings = svc.settings
+    with svc.store.connect() as conn:
+        if new_hook:
+            hooks = conn.execute(sa.select(sa.func.count()).select_from(subscriptions).where(
+                subscriptions.c.key_id == caller.id, subscriptions.c.kind == "hook")).scalar_one()
+            if hooks >= settings.max_hooks_per_key:
+                raise QuotaExceeded(
+                    f"This API key has {hooks} hooks, the most it may hold ({settings.max_hooks_per_key}). "
+                    "Delete hooks you no longer use (DELETE /api/v1/hooks/<id>), or ask the operator to "
+                    "raise CONNECTOR_MAX_HOOKS_PER_KEY.")
+        watched = set(conn.execute(sa.select(subscriptions.c.watch_id).distinct()
+                                   .where(subscriptions.c.key_id == caller.id)).scalars())
+    if wid not in watched and len(watched) >= settings.max_handles_per_key:
+        raise QuotaExceeded(
+            f"This API key already watches {len(watched)} accounts, the most it may watch "
+            f"({settings.max_handles_per_key}). Delete the hooks (and stop the polling triggers) of accounts "
+            "you no longer need, or ask the operator to raise CONNECTOR_MAX_HANDLES_PER_KEY.")
+
+
+def _catch_up(svc, watch, caller: Caller):
+    """The subscriber's own read of an existing watch; returns ``(pages, first_page)``."""
+    result = poll_in_request(svc, watch["id"], due_only=False, subscriber=caller)
+    if result is None:            # another poller holds the watch right now: its poll stands
+        return 0, []
+    if result.error is not None:
+        raise result.error
+    if caller.id in result.unpaid:
+        raise InsufficientCredits()
+    return result.pages, result.first_page
+
+
+def _open(svc, provider_name, credentials, handle, caller: Caller, source: str):
+    """The watch (created, or caught up for this subscriber); ``(watch, credits paid, samples)``."""
+    cost = trigger_manifest(svc.manifests).cost
+    with svc.store.connect() as conn:
+        watch = get_watch(conn, watch_id(provider_name, credential_hash(credentials), handle))
+    if watch is None:
+        watch, _created, samples = create_watch(svc, provider_name, credentials, handle, caller, source)
+        return watch, cost, samples
+    pages, samples = _catch_up(svc, watch, caller)
+    svc.keys.record_spend(caller, "new_follower", source, pages * cost)
+    with svc.store.connect() as conn:
+        watch = get_watch(conn, watch["id"]) or watch
+    failure = _stored_failure(watch)
+    if failure is not None:
+        raise failure
+    return watch, pages * cost, samples
+
+
+def _insert_if_watch(svc, wid: str, statement) -> bool | None:
+    """Run an ``INSERT ... RETURNING`` in a transaction that first checks the watch still
+    exists: whether it inserted a row, or None when the watch was deleted meanwhile (its
+    last subscription went)."""
+    try:
+        with svc.store.write() as conn:
+            if get_watch(conn, wid) is None:
+                return None
+            return conn.execute(statement).first() is not None
+    except sa.exc.IntegrityError:   # PostgreSQL: deleted by a transaction that committed after our check
+        return None
+
+
+def _vanished(handle: str) -> Conflict:
+    return Conflict(f"The watch of {handle} was removed while subscribing (another subscription was "
+                    "deleted at the same moment); please try again.")
+
+
+# -- hooks ----------------------------------------------------------------------------------
+
+def hook_dedupe_key(key_id: str, wid: str, event: str, target_url: str) -> str:
+    return hashlib.sha256(f"{key_id}\n{wid}\n{event}\n{target_url}".encode()).hexdigest()
+
+
+def _created_view(sub, handle: str) -> dict:
+    return {"id": sub["id"], "event": sub["event"], "handle": handle, "targetUrl": sub["target_url"],
+            "secret": sub["secret"], "createdAt": iso(sub["created_at"])}
+
+
+def create_hook(svc, caller: Caller, provider_name: str, credentials: str | None, *, event: str,
+                handle: str, target_url: str, request_source: str) -> tuple[dict, bool]:
+    """The hook, as its creator sees it once (with its secret), and whether it is new."""
+    wid = watch_id(provider_name, credential_hash(credentials), handle)
+    dedupe = hook_dedupe_key(caller.id, wid, event, target_url)
+
+    def existing():
+        with svc.store.connect() as conn:
+            return conn.execute(sa.select(subscriptions).where(subscriptions.c.dedupe_key == dedupe)).mappings().first()
+
+    row = existing()
+    if row is not None:
+        return _created_view(row, handle), False
+    _check_quotas(svc, caller, wid, new_hook=True)
+    if not can_pay(svc.keys, caller, trigger_manifest(svc.manifests).cost):
+        raise InsufficientCredits()
+    for _ in range(2):   # once more if a DELETE removed the watch between opening and subscribing
+        watch, spent, _samples = _open(svc, provider_name, credentials, handle, caller, request_source)
+        now = svc.clock()
+        sub = {"id": "hook_" + secrets.token_hex(12), "watch_id": watch["id"], "key_id": caller.id,
+               "kind": "hook", "event": event, "target_url": target_url,
+               "target_host": target_receiver(target_url), "dedupe_key": dedupe, "secret": new_webhook_secret(),
+               "request_source": request_source, "status": "active", "credits_spent": spent,
+               "created_at": now, "last_called_at": None}
+        inserted = _insert_if_watch(svc, watch["id"], insert_ignore(svc.store.dialect, subscriptions, sub)
+                                    .returning(subscriptions.c.id))
+        if inserted is None:
+            continue
+        if not inserted:      # the same hook was created by a concurrent request
+            if spent:
+                svc.keys.refund(caller, spent)
+            return _created_view(existing(), handle), False
+        return _created_view(sub, handle), True
+    raise _vanished(handle)
+
+
+def _own_hook(conn, caller: Caller, hook_id: str):
+    row = conn.execute(sa.select(subscriptions).where(
+        subscriptions.c.id == hook_id[:40], subscriptions.c.kind == "hook",
+        subscriptions.c.key_id == caller.id)).mappings().first()
+    if row is None:
+        raise NotFoundError(f"No hook with id {hook_id[:60]} for this API key. List yours with GET /api/v1/hooks.")
+    return row
+
+
+def _hook_view(sub, watch, attempts=None, pending: int | None = None) -> dict:
+    status = sub["status"] if sub["status"] != "active" else watch["status"]
+    view = {"id": sub["id"], "event": sub["event"], "handle": watch["handle"], "targetUrl": sub["target_url"],
+            "createdAt": iso(sub["created_at"]), "status": status, "statusReason": sub["status_reason"],
+            "provider": watch["provider"], "lastPollAt": iso(watch["last_poll_at"]),
+            "nextPollAt": iso(watch["next_poll_at"]), "lastError": watch["last_error"] or sub["last_error"],
+            "lastDeliveryError": sub["last_error"], "failingSince": iso(sub["failing_since"]),
+            "creditsSpent": sub["credits_spent"]}
+    if attempts is not None:
+        view["pendingDeliveries"] = pending
+        view["recentDeliveries"] = [
+            {"at": iso(a.attempted_at), "eventId": a.event_id, "statusCode": a.status_code,
+             "error": a.error, "durationMs": a.duration_ms} for a in attempts]
+    return view
+
+
+def list_hooks(svc, caller: Caller) -> list[dict]:
+    with svc.store.connect() as conn:
+        rows = conn.execute(
+            sa.select(subscriptions, watches.c.handle, watches.c.provider, watches.c.status.label("w_status"),
+                      watches.c.last_poll_at, watches.c.next_poll_at, watches.c.last_error.label("w_error"))
+            .join(watches, watches.c.id == subscriptions.c.watch_id)
+            .where(subscriptions.c.key_id == caller.id, subscriptions.c.kind == "hook")
+            .order_by(subscriptions.c.created_at)).mappings().all()
+    return [_hook_view(row, {"handle": row["handle"], "provider": row["provider"], "status": row["w_status"],
+                             "last_poll_at": row["last_poll_at"], "next_poll_at": row["next_poll_at"],
+                             "last_error": row["w_error"]}) for row in rows]
+
+
+def hook_detail(svc, caller: Caller, hook_id: str) -> dict:
+    with svc.store.connect() as conn:
+        sub = _own_hook(conn, caller, hook_id)
+        watch = get_watch(conn, sub["watch_id"])
+        attempts = conn.execute(
+            sa.select(delivery_attempts).where(delivery_attempts.c.subscription_id == sub["id"])
+            .order_by(delivery_attempts.c.id.desc()).limit(RECENT_ATTEMPTS)).all()
+        pending = conn.execute(sa.select(sa.func.count()).select_from(deliveries).where(
+            deliveries.c.subscription_id == sub["id"], deliveries.c.status == "pending")).scalar_one()
+    return _hook_view(sub, watch, attempts, pending)
+
+
+def delete_hook(svc, caller: Caller, hook_id: str) -> None:
+    with svc.store.connect() as conn:
+        sub = _own_hook(conn, caller, hook_id)
+    with svc.store.write() as conn:   # write first: SQLite cannot upgrade a stale read
+        delete_subscription(conn, sub["id"], sub["watch_id"])
+
+
+def set_hook_enabled(svc, caller: Caller, hook_id: str, enabled: bool) -> dict:
+    """Pause a hook (nothing is read or sent for it), or enable it again, also after it was
+    disabled for failing: its pending deliveries go out at once."""
+    now = svc.clock()
+    with svc.store.connect() as conn:
+        sub = _own_hook(conn, caller, hook_id)
+    with svc.store.write() as conn:
+        if enabled:
+            conn.execute(subscriptions.update().where(subscriptions.c.id == sub["id"],
+                                                      subscriptions.c.status.in_(("disabled", "paused")))
+                         .values(status="active", status_reason=None, failing_since=None))
+            conn.execute(deliveries.update().where(deliveries.c.subscription_id == sub["id"],
+                                                   deliveries.c.status == "pending")
+                         .values(next_attempt_at=now))
+        else:
+            conn.execute(subscriptions.update().where(subscriptions.c.id == sub["id"])
+                         .values(status="paused", status_reason="Paused by its owner; enable it to resume."))
+    return hook_detail(svc, caller, hook_id)
+
+
+# -- polling --------------------------------------------------------------------------------
+
+def poll_subscription_id(wid: str, key_id: str) -> str:
+    return "poll_" + hashlib.sha256(f"{wid}:{key_id}".encode()).hexdigest()[:24]
+
+
+def _subscribe_poll(svc, watch, caller: Caller, sub_id: str, source: str, samples: list, spent: int) -> bool:
+    """The polling subscription with its samples in its inbox, in one transaction."""
+    now, dialect, wid = svc.clock(), svc.store.dialect, watch["id"]
+    try:
+        with svc.store.write() as conn:
+            if get_watch(conn, wid) is None:
+                return False
+            conn.execute(insert_ignore(dialect, subscriptions, {
+                "id": sub_id, "watch_id": wid, "key_id": caller.id, "kind": "poll",
+                "event": "new_follower", "request_source": source, "status": "active", "credits_spent": 0,
+                "created_at": now}))
+            conn.execute(subscriptions.update().where(subscriptions.c.id == sub_id).values(
+                last_called_at=now, request_source=source, credits_spent=subscriptions.c.credits_spent + spent))
+            if samples:
+                # Followers of the page it paid for; their events may have been pruned: stored again.
+                store_events(conn, dialect, wid, watch["handle"], watch["provider"], list(reversed(samples)),
+                             now, baseline=True)
+                ids = [event_id(wid, key) for key, _ in samples]
+                for seq in conn.execute(sa.select(events.c.seq).where(events.c.id.in_(ids))).scalars():
+                    conn.execute(insert_ignore(dialect, inbox, {"subscription_id": sub_id, "seq": seq,
+                                                                "created_at": now}))
+    except sa.exc.IntegrityError:
+        return False
+    return True
+
+
+def poll_events(svc, caller: Caller, provider_name: str, credentials: str | None, *, handle: str,
+                source: str, limit: int) -> list[dict]:
+    """The polling trigger: the caller's newest events for the handle (each with ``seq``)."""
+    manifest: Manifest = trigger_manifest(svc.manifests)
+    wid = watch_id(provider_name, credential_hash(credentials), handle)
+    sub_id = poll_subscription_id(wid, caller.id)
+    with svc.store.connect() as conn:
+        watch = get_watch(conn, wid)
+        sub = conn.execute(sa.select(subscriptions).where(subscriptions.c.id == sub_id)).mappings().first()
+    if watch is None or sub is None:
+        _check_quotas(svc, caller, wid, new_hook=False)
+        if not can_pay(svc.keys, caller, manifest.cost):
+            raise InsufficientCredits()
+        for _ in range(2):   # once more if a DELETE removed the watch between opening and subscribing
+            watch, spent, samples = _open(svc, provider_name, credentials, handle, caller, source)
+            if _subscribe_poll(svc, watch, caller, sub_id, source, samples, spent):
+                break
+        else:
+            raise _vanished(handle)
+        return read_inbox(svc, sub_id, limit)
+    now = svc.clock()
+    due = watch["next_poll_at"] <= now
+    if (due or sub["status"] != "active") and not can_pay(svc.keys, caller, manifest.cost):
+        raise InsufficientCredits()
+    with svc.store.write() as conn:   # the caller is a paying subscriber while it keeps calling
+        conn.execute(subscriptions.update().where(subscriptions.c.id == sub_id)
+                     .values(last_called_at=now, request_source=source))
+    if due:
+        result = poll_in_request(svc, wid, due_only=True)
+        if result is not None:
+            if result.error is not None:
+                raise result.error
+            if caller.id in result.unpaid:
+                raise InsufficientCredits()
+        with svc.store.connect() as conn:
+            watch = get_watch(conn, wid) or watch
+    failure = _stored_failure(watch)
+    if failure is not None:
+        raise failure
+    return read_inbox(svc, sub_id, limit)
+
+
+def read_inbox(svc, sub_id: str, limit: int) -> list[dict]:
+    """Newest first, through the inbox's primary key (never a sort of a watch's history)."""
+    with svc.store.connect() as conn:
+        rows = conn.execute(sa.select(events.c.seq, events.c.payload)
+                            .select_from(inbox.join(events, events.c.seq == inbox.c.seq))
+                            .where(inbox.c.subscription_id == sub_id)
+                            .order_by(inbox.c.seq.desc()).limit(limit)).all()
+    # ``seq`` (increasing with detection order) is for pollers that need an ordered id (Make).
+    return [{**json.loads(row.payload), "seq": row.seq} for row in rows]
+
