@@ -98,7 +98,7 @@ def run(quick: bool = False) -> dict:
                                                              "stats": {}}))
                 with svc.store.write() as conn:
                     store_events(conn, svc.store.dialect, wid, handle, "dumpling", records, time.time(),
-                                  baseline=False, hooks=[sub_id])
+                                 baseline=False, recipients=[([sub_id], [])] * len(records))
                 collect("committed elsewhere", n, first)
         svc.providers.close()
         svc.store.dispose()

@@ -136,3 +136,75 @@ def receiver():
 def watch_row(svc):
     with svc.store.connect() as conn:
         return conn.execute(sa.select(watches)).mappings().first()
+
+
+class BadReceiver:
+    """A receiver that misbehaves on a raw socket, one thread per connection; records when
+    each connection opened and closed.
+
+    - ``drip_headers``: sends ``HTTP/1.1 200 OK`` one byte every ``interval`` s (never finishes);
+    - ``drip_body``: a 200 with ``Content-Length`` 1 MB, then one body byte every ``interval`` s;
+    - ``endless``: a chunked 200 whose body never ends, sent as fast as the socket takes it.
+    """
+
+    def __init__(self, mode: str, interval: float = 0.5):
+        import socket
+        self.mode, self.interval = mode, interval
+        self.connections: list[list[float | None]] = []     # [opened, closed]
+        self.sent = 0
+        self.lock = threading.Lock()
+        self.closing = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.closing.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        entry = [time.monotonic(), None]
+        with self.lock:
+            self.connections.append(entry)
+        try:
+            conn.settimeout(5)
+            conn.recv(65536)                                  # the request (its size does not matter)
+            if self.mode == "drip_headers":
+                payload, step = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 1
+            elif self.mode == "drip_body":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n")
+                payload, step = b"x" * 1048576, 1
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                chunk = b"10000\r\n" + b"x" * 65536 + b"\r\n"
+                while not self.closing.is_set():
+                    conn.sendall(chunk)
+                    with self.lock:
+                        self.sent += len(chunk)
+                return
+            for i in range(0, len(payload), step):
+                if self.closing.wait(self.interval):
+                    return
+                conn.sendall(payload[i:i + step])
+                with self.lock:
+                    self.sent += step
+        except OSError:
+            pass                                              # the sender gave up and closed
+        finally:
+            entry[1] = time.monotonic()
+            conn.close()
+
+    def open_connections(self) -> int:
+        with self.lock:
+            return sum(1 for _, closed in self.connections if closed is None)
+
+    def close(self):
+        self.closing.set()
+        self.sock.close()
+        self.thread.join(5)

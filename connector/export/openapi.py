@@ -176,9 +176,15 @@ HOOK_SCHEMA = {
         "status": {"type": "string"}, "provider": {"type": ["string", "null"]},
         "lastPollAt": {"type": ["string", "null"]}, "nextPollAt": {"type": ["string", "null"]},
         "lastError": {"type": ["string", "null"]}, "creditsSpent": {"type": ["integer", "null"]},
+        "statusReason": {"type": ["string", "null"],
+                         "description": "Why the hook is disabled or paused, and how to resume it."},
+        "failingSince": {"type": ["string", "null"],
+                         "description": "First failed delivery since the last success."},
     },
 }
 NOT_FOUND_HOOK = {404: ["No hook with this id for this API key."]}
+QUOTA = {403: ["This API key has as many hooks (or watched accounts) as it may hold."],
+         409: ["The watch was removed while subscribing; please try again."]}
 
 
 def hook_operations(manifest: dict) -> dict[str, dict]:
@@ -189,21 +195,32 @@ def hook_operations(manifest: dict) -> dict[str, dict]:
                    "properties": {"event": {"type": "string", "enum": [hooks["event"]]},
                                   "handle": input_schema(handle),
                                   "targetUrl": {"type": "string", "format": "uri",
-                                                "description": "Where each event is POSTed (https)."}}}
+                                                "description": "Where each event is POSTed (https)."},
+                                  "requestSource": {"type": "string", "enum": ["MAKE_DOT_COM", "ZAPIER", "API"],
+                                                    "description": "Who creates the hook (or the "
+                                                                   "X-Request-Source header)."}}}
+    patch_body = {"type": "object", "additionalProperties": False, "required": ["enabled"],
+                  "properties": {"enabled": {"type": "boolean", "description":
+                                             "false pauses the hook; true enables it again (also after "
+                                             "it was disabled for failing deliveries)."}}}
     hook_id = [{"name": "hookId", "in": "path", "required": True, "schema": {"type": "string"}}]
     tag = ["hooks"]
     return {
         hooks["route"]: {
             "post": {"operationId": f"{manifest['key']}_subscribe", "summary": f"Subscribe to {manifest['label']}",
                      "description": "Creates a REST hook: each new event is POSTed to targetUrl with Standard "
-                                    "Webhooks signature headers. Followers that exist now never fire.",
+                                    "Webhooks signature headers. Followers that exist now never fire. "
+                                    "Subscribing again with the same handle and targetUrl returns the "
+                                    "existing hook (200).",
                      "tags": tag, "parameters": PROVIDER_HEADERS,
                      "requestBody": {"required": True, "content": json_content(
                          create_body, {"event": hooks["event"], "handle": handle.get("example", "name"),
                                        "targetUrl": "https://hooks.example.com/tiktok"})},
                      "responses": {"201": {"description": "Subscribed", "headers": RATE_HEADERS,
                                            "content": json_content(hook_ref)},
-                                   **error_responses(manifest)}},
+                                   "200": {"description": "Already subscribed: the existing hook",
+                                           "headers": RATE_HEADERS, "content": json_content(hook_ref)},
+                                   **error_responses(manifest, QUOTA)}},
             "get": {"operationId": f"{manifest['key']}_list_hooks", "summary": "List your hooks",
                     "tags": tag,
                     "responses": {"200": {"description": "The caller's hooks", "headers": RATE_HEADERS,
@@ -219,6 +236,12 @@ def hook_operations(manifest: dict) -> dict[str, dict]:
                     "responses": {"200": {"description": "The hook", "headers": RATE_HEADERS,
                                           "content": json_content(hook_ref)},
                                   **error_responses(None, NOT_FOUND_HOOK)}},
+            "patch": {"operationId": f"{manifest['key']}_update_hook", "summary": "Pause or enable a hook",
+                      "tags": tag, "parameters": hook_id,
+                      "requestBody": {"required": True, "content": json_content(patch_body, {"enabled": True})},
+                      "responses": {"200": {"description": "The hook", "headers": RATE_HEADERS,
+                                            "content": json_content(hook_ref)},
+                                    **error_responses(None, NOT_FOUND_HOOK)}},
             "delete": {"operationId": f"{manifest['key']}_unsubscribe", "summary": "Unsubscribe",
                        "tags": tag, "parameters": hook_id,
                        "responses": {"204": {"description": "Deleted"},

@@ -3,8 +3,9 @@
 A delivery row is claimed by moving its ``next_attempt_at`` a lease ahead (so a crashed
 sender's row comes back by itself); the lease (:func:`.options.delivery_lease`) outlives the
 longest attempt, which :mod:`.webhook_post` bounds with one deadline, so two senders never
-POST the same delivery at once. Claims hand out at most ``free`` attempts per receiver host
-(``host:port``), so a slow or dead receiver holds a bounded share of the sender.
+POST the same delivery at once. Claims hand out at most ``delivery_per_host`` attempts at
+once per receiver host (``host:port``) and ``delivery_per_key`` per hook owner, so a slow or
+dead receiver, or one key with many of them, holds a bounded share of the sender.
 
 Outcomes: 2xx delivered. 410: the subscription is deleted with its pending deliveries (and
 its watch, if no other subscription uses it). Anything else, a timeout or a redirect (never
@@ -43,6 +44,7 @@ START_WITHIN = 30.0      # a claimed delivery not started this soon is left for 
 class Claimed:
     id: int
     receiver: str        # host:port of the target
+    key_id: str          # the hook's owner
     claimed_at: float
 
 
@@ -54,29 +56,43 @@ class Outcome:
     error: str | None = None
 
 
+def _slots(column, busy: dict[str, int], cap: int):
+    """SQL: attempts still allowed for the row's host (or key): ``cap`` less those running."""
+    if not busy:
+        return sa.literal(cap)
+    return sa.case({name: cap - n for name, n in busy.items()}, value=column, else_=cap)
+
+
 def claim_due_deliveries(store, *, now: float, lease: float, limit: int, due_before: float,
-                         busy: dict[str, int] | None = None, per_host: int = 4) -> list[Claimed]:
-    """Lease up to ``limit`` due deliveries, at most ``per_host - busy[host]`` per receiver
-    host, oldest first within a host and hosts taking turns."""
-    busy = {host: n for host, n in (busy or {}).items() if n > 0}
+                         busy_hosts: dict[str, int] | None = None, busy_keys: dict[str, int] | None = None,
+                         per_host: int = 8, per_key: int = 8) -> list[Claimed]:
+    """Lease up to ``limit`` due deliveries, at most ``per_host`` running at once per
+    receiver host and ``per_key`` per hook owner (``busy_*``: those running now), oldest
+    first within a host, hosts taking turns."""
+    busy_hosts = {h: n for h, n in (busy_hosts or {}).items() if n > 0}
+    busy_keys = {k: n for k, n in (busy_keys or {}).items() if n > 0}
     d, s = deliveries.alias("d"), subscriptions.alias("s")
-    rank = sa.func.row_number().over(partition_by=s.c.target_host,
-                                     order_by=(d.c.next_attempt_at, d.c.id)).label("rn")
-    candidates = (sa.select(d.c.id, d.c.next_attempt_at, s.c.target_host, s.c.target_url, rank)
+    order = (d.c.next_attempt_at, d.c.id)
+    candidates = (sa.select(d.c.id, d.c.next_attempt_at, s.c.target_host, s.c.target_url, s.c.key_id,
+                            sa.func.row_number().over(partition_by=s.c.target_host, order_by=order).label("rn"),
+                            sa.func.row_number().over(partition_by=s.c.key_id, order_by=order).label("rk"))
                   .select_from(d.join(s, s.c.id == d.c.subscription_id))
                   .where(d.c.status == "pending", d.c.next_attempt_at <= due_before,
                          s.c.status.notin_(SILENT_STATUSES)))
-    full = [host for host, n in busy.items() if n >= per_host]
-    if full:
-        candidates = candidates.where(sa.or_(s.c.target_host.is_(None), s.c.target_host.notin_(full)))
-    candidates = candidates.subquery()
-    slots = (sa.case({host: per_host - n for host, n in busy.items()}, value=candidates.c.target_host,
-                     else_=per_host) if busy else sa.literal(per_host))
-    pick = (sa.select(candidates.c.id, candidates.c.target_host, candidates.c.target_url)
-            .where(candidates.c.rn <= slots)
-            .order_by(candidates.c.rn, candidates.c.next_attempt_at, candidates.c.id).limit(limit))
+    full_hosts = [host for host, n in busy_hosts.items() if n >= per_host]
+    if full_hosts:
+        candidates = candidates.where(sa.or_(s.c.target_host.is_(None), s.c.target_host.notin_(full_hosts)))
+    full_keys = [key for key, n in busy_keys.items() if n >= per_key]
+    if full_keys:
+        candidates = candidates.where(s.c.key_id.notin_(full_keys))
+    c = candidates.subquery()
+    pick = (sa.select(c.c.id, c.c.target_host, c.c.target_url, c.c.key_id)
+            .where(c.c.rn <= _slots(c.c.target_host, busy_hosts, per_host),
+                   c.c.rk <= _slots(c.c.key_id, busy_keys, per_key))
+            .order_by(c.c.rn, c.c.next_attempt_at, c.c.id).limit(limit))
     with store.write() as conn:
-        picked = {row.id: row.target_host or target_receiver(row.target_url) for row in conn.execute(pick)}
+        picked = {row.id: (row.target_host or target_receiver(row.target_url), row.key_id)
+                  for row in conn.execute(pick)}
         if not picked:
             return []
         mine = deliveries.c.id.in_(list(picked))
@@ -88,7 +104,7 @@ def claim_due_deliveries(store, *, now: float, lease: float, limit: int, due_bef
                                       deliveries.c.next_attempt_at <= due_before)
                                .values(next_attempt_at=now + lease)
                                .returning(deliveries.c.id)).scalars().all()
-    return [Claimed(id=i, receiver=picked[i], claimed_at=now) for i in sorted(claimed)]
+    return [Claimed(id=i, receiver=picked[i][0], key_id=picked[i][1], claimed_at=now) for i in sorted(claimed)]
 
 
 def retry_delay(schedule: tuple[int, ...], attempts: int, retry_after: float | None,

@@ -1,9 +1,10 @@
 """The sender: delivers webhooks on its own threads, apart from polling.
 
 It keeps ``delivery_threads`` attempts running, topping up claims as attempts finish, and
-never runs more than ``delivery_per_host`` attempts to one receiver host at once: a
-receiver that hangs, drips or floods ties up at most that many threads (each for at most
-``delivery_timeout``), while other hosts' deliveries are claimed and sent as usual.
+never runs more than ``delivery_per_host`` attempts to one receiver host, nor
+``delivery_per_key`` for one key's hooks, at once: a receiver that hangs, drips or floods
+(or a key with many such receivers) ties up at most that many threads, each for at most
+``delivery_timeout``, while other hosts' deliveries are claimed and sent as usual.
 :meth:`Sender.run` is the worker's loop; :meth:`Sender.drain` sends what is due now and
 returns (``connector poll --once``, tests).
 """
@@ -29,9 +30,11 @@ class Sender:
         self.threads = threads or opts.delivery_threads
         self.idle_sleep = opts.idle_sleep
         self.per_host = svc.settings.delivery_per_host
+        self.per_key = svc.settings.delivery_per_key
         self.lease = delivery_lease(svc.settings)
         self.rng, self.resolve = rng, resolve
-        self.busy: Counter = Counter()          # receiver host -> attempts running
+        self.busy_hosts: Counter = Counter()    # receiver host -> attempts running
+        self.busy_keys: Counter = Counter()     # hook owner -> attempts running
         self.running: dict = {}                 # future -> Claimed
         self.outcomes: Counter = Counter()
         self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="webhook")
@@ -48,9 +51,11 @@ class Sender:
         if free <= 0:
             return 0
         batch = claim_due_deliveries(self.svc.store, now=self.svc.clock(), lease=self.lease, limit=free,
-                                     due_before=due_before, busy=dict(self.busy), per_host=self.per_host)
+                                     due_before=due_before, busy_hosts=dict(self.busy_hosts),
+                                     busy_keys=dict(self.busy_keys), per_host=self.per_host, per_key=self.per_key)
         for claimed in batch:
-            self.busy[claimed.receiver] += 1
+            self.busy_hosts[claimed.receiver] += 1
+            self.busy_keys[claimed.key_id] += 1
             self.running[self._pool.submit(self._send, claimed)] = claimed
         return len(batch)
 
@@ -60,9 +65,10 @@ class Sender:
         done, _ = wait(list(self.running), timeout=timeout, return_when=FIRST_COMPLETED)
         for future in done:
             claimed = self.running.pop(future)
-            self.busy[claimed.receiver] -= 1
-            if self.busy[claimed.receiver] <= 0:
-                del self.busy[claimed.receiver]
+            for busy, name in ((self.busy_hosts, claimed.receiver), (self.busy_keys, claimed.key_id)):
+                busy[name] -= 1
+                if busy[name] <= 0:
+                    del busy[name]
             self.outcomes[future.result().result] += 1
 
     def drain(self, stop: threading.Event | None = None) -> Counter:
