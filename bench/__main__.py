@@ -17,9 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import action_path, common, delivery, poller, trigger_cost
+from . import action_path, common, delivery, isolation, poller, trigger_cost
 
-BENCHMARKS = {"action_path": action_path, "poller": poller, "trigger_cost": trigger_cost, "delivery": delivery}
+BENCHMARKS = {"action_path": action_path, "poller": poller, "trigger_cost": trigger_cost, "delivery": delivery,
+              "isolation": isolation}
 
 
 def _cpu_model() -> str:

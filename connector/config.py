@@ -58,7 +58,7 @@ class Settings:
     delivery_timeout: float = 15.0          # one webhook attempt, DNS to last byte read
     delivery_max_response_bytes: int = 64 * 1024
     delivery_per_host: int = 8              # attempts at once to one receiver host, per worker
-    delivery_per_key: int = 8               # attempts at once for one key's hooks, per worker
+    delivery_per_key: int = 16              # attempts at once for one key's hooks, per worker
     hook_disable_after: float = 5 * DAY     # failing this long without a success disables a hook
     retention: float | None = None          # events, deliveries, attempts; None: see retention_seconds
     poll_subscription_ttl: float = 30 * DAY  # a polling subscription nobody calls expires after this
@@ -167,7 +167,7 @@ class Settings:
             max_handles_per_key=number("CONNECTOR_MAX_HANDLES_PER_KEY", 50, minimum=1),
             delivery_timeout=number("CONNECTOR_DELIVERY_TIMEOUT", 15.0, kind=float, minimum=1),
             delivery_per_host=number("CONNECTOR_DELIVERY_PER_HOST", 8, minimum=1),
-            delivery_per_key=number("CONNECTOR_DELIVERY_PER_KEY", 8, minimum=1),
+            delivery_per_key=number("CONNECTOR_DELIVERY_PER_KEY", 16, minimum=1),
             hook_disable_after=number("CONNECTOR_HOOK_DISABLE_AFTER_DAYS", 5.0, kind=float, minimum=0.01) * DAY,
             retention=retention,
             poll_subscription_ttl=number("CONNECTOR_POLL_SUBSCRIPTION_TTL_DAYS", 30.0, kind=float,

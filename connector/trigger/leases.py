@@ -69,7 +69,11 @@ def renew_lease(store, wid: str, owner: str, lease: float, *, now: float) -> Non
         raise LeaseLost(wid)
 
 
-def release_watch(store, wid: str, owner: str) -> None:
+def release_watch(store, wid: str, owner: str, *, retry_at: float | None = None) -> None:
+    """Give the lease back; ``retry_at`` puts the next poll off (after a crash, so that the
+    same pass does not claim the watch again at once)."""
+    values = {"lease_owner": None, "lease_expires_at": None}
+    if retry_at is not None:
+        values["next_poll_at"] = retry_at
     with store.write() as conn:
-        conn.execute(watches.update().where(watches.c.id == wid, watches.c.lease_owner == owner)
-                     .values(lease_owner=None, lease_expires_at=None))
+        conn.execute(watches.update().where(watches.c.id == wid, watches.c.lease_owner == owner).values(**values))

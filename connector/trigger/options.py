@@ -23,7 +23,7 @@ class TriggerOptions:
     frontier_run: int = 3          # consecutive seen followers that mark the known frontier
     lease_seconds: float = 120.0   # how long a poller owns a watch before another may take it over
     poll_threads: int = 16         # watches polled at once by one worker
-    delivery_threads: int = 32     # webhooks sent at once by one worker (threads mostly wait on sockets)
+    delivery_threads: int = 64     # webhooks sent at once by one worker (threads mostly wait on sockets)
     claim_batch: int = 200
     idle_sleep: float = 0.25       # seconds the worker rests between passes (bounds commit-to-delivery latency)
     prune_every: float = 600.0     # seconds between two retention passes

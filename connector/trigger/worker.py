@@ -71,9 +71,9 @@ def poll_due_watches(svc, owner: str | None = None, *, stop: threading.Event | N
     def work(wid):
         try:
             return poll_watch(svc, wid, owner)
-        except Exception as exc:  # a bug or a database failure: keep the pass going
+        except Exception as exc:  # a bug or a database failure: keep the pass going, try it later
             log.error("poll of watch %s crashed: %s", wid, redact(f"{type(exc).__name__}: {exc}"))
-            release_watch(svc.store, wid, owner)
+            release_watch(svc.store, wid, owner, retry_at=svc.clock() + min(svc.settings.poll_interval, 60))
             return None
 
     stats = PassStats()
