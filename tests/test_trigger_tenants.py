@@ -378,15 +378,20 @@ def test_retention_prunes_old_rows_in_batches_and_expires_idle_polling(serve, du
         retention = svc.settings.retention_seconds
         assert retention >= sum(svc.settings.webhook_retry_schedule) * 1.2 + 7 * DAY
 
+        with svc.store.write() as conn:                                 # a receiver's Retry-After put one off
+            kept_id = conn.execute(sa.select(sa.func.min(deliveries.c.id))).scalar_one()
+            conn.execute(deliveries.update().where(deliveries.c.id == kept_id)
+                         .values(status="pending", next_attempt_at=clock.now + retention + DAY))
         clock.advance(retention - 60)                                   # not yet
         assert not any(prune(svc).values())
         clock.advance(120)
         world.add_followers(HANDLE, 2)
         cycle(svc)                                                      # new rows, kept
         pruned = prune(svc)
-        assert pruned["events"] == old["events"] and pruned["deliveries"] == old["deliveries"]
+        assert pruned["events"] == old["events"] - 1 and pruned["deliveries"] == old["deliveries"] - 1
         assert pruned["attempts"] >= old["delivery_attempts"] and pruned["inbox"] == old["inbox"]
-        assert count(svc, events) == 2 and count(svc, deliveries) == 4
+        assert count(svc, events) == 3 and count(svc, deliveries) == 5  # the one still to be retried stays
+        assert count(svc, deliveries, deliveries.c.id == kept_id) == 1
         assert count(svc, seen_followers) == old["seen_followers"] + 2  # what keeps re-fires away stays
         assert pruned["poll_subscriptions"] == 0
 
@@ -415,3 +420,118 @@ def test_the_polling_route_reads_through_an_index(serve, dumpling, world, sqlite
         plan = " | ".join(row[-1] for row in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters))
     assert "TEMP B-TREE" not in plan, plan                              # no sort of the watch's history
     assert "inbox USING PRIMARY KEY" in plan or "sqlite_autoindex_inbox" in plan, plan
+
+
+# -- found in review: each bug with the test that catches it ----------------------------------
+
+def test_slow_names_never_hold_up_another_lookup():
+    import socket
+    import time
+
+    from connector.trigger.targets import lookup
+
+    def slow(host, port, type=None):
+        time.sleep(2)
+        raise OSError("no answer")
+
+    def fast(host, port, type=None):
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.216.34", port))]
+    for i in range(20):                                                 # one key's hooks on 20 slow names
+        with pytest.raises(Exception):
+            lookup(f"slow{i}.attacker.example", 80, timeout=0.01, resolve=slow)
+    assert lookup("hooks.example.com", 443, timeout=1, resolve=fast)[0][4] == ("93.184.216.34", 443)
+
+
+def test_a_late_subscriber_neither_pays_for_nor_receives_an_older_backlog(serve, dumpling, world,  # noqa: F811
+                                                                          sqlite_url, receiver):
+    live = serve(trigger_settings(dumpling, sqlite_url, extra={"page_budget": 2}))
+    svc = live.services
+    a_raw, _ = svc.keys.create(name="A")
+    b_raw, b = svc.keys.create(name="B", credits=100)
+    late = Receiver()
+    try:
+        with live.client(a_raw) as http_a:
+            http_a.post(HOOKS, json=hook_body(receiver.url))
+        burst = world.add_followers(HANDLE, 150)                        # 5 pages: a backlog after 2
+        cycle(svc)
+        with live.client(b_raw) as http_b:
+            assert http_b.post(HOOKS, json=hook_body(late.url)).status_code == 201
+        spent_subscribing = 100 - svc.keys.balance(b["id"])
+        for _ in range(4):
+            cycle(svc)
+        assert {body["follower"]["id"] for body in receiver.delivered()} == {u.id for u in burst}
+        assert late.delivered() == []                                   # all of it predates B's hook
+        assert 100 - svc.keys.balance(b["id"]) - spent_subscribing <= 4   # the top page of each poll only
+    finally:
+        late.close()
+
+
+def test_a_subscriber_that_pays_part_of_its_catch_up_is_subscribed(live, world, receiver):  # noqa: F811
+    svc = live.services
+    a_raw, _ = svc.keys.create(name="A")
+    with live.client(a_raw) as http_a:
+        http_a.post(HOOKS, json=hook_body(receiver.url))
+    world.add_followers(HANDLE, 40)                                     # two pages to catch up
+    b_raw, b = svc.keys.create(name="B", credits=1)
+    with live.client(b_raw) as http_b:
+        r = http_b.post(HOOKS, json=hook_body(receiver.url + "?b"))
+        assert r.status_code == 201, r.text                             # what it paid for, it got
+        assert len(http_b.get(HOOKS).json()["hooks"]) == 1
+    assert svc.keys.balance(b["id"]) == 0
+
+
+def test_enabling_a_hook_leaves_a_delivery_being_sent_alone(live, world, receiver):  # noqa: F811
+    svc = live.services
+    raw, _ = svc.keys.create()
+    with live.client(raw) as http:
+        hook = http.post(HOOKS, json=hook_body(receiver.url)).json()
+        world.add_followers(HANDLE, 1)
+        make_due(svc)
+        poll_due_watches(svc)
+        now, lease = svc.clock(), delivery_lease(svc.settings)
+        claim = dict(store=svc.store, lease=lease, limit=10, per_host=8, per_key=8)
+        assert len(claim_due_deliveries(now=now, due_before=now, **claim)) == 1   # a sender is sending it
+        http.patch(f"{HOOKS}/{hook['id']}", json={"enabled": False})
+        assert http.patch(f"{HOOKS}/{hook['id']}", json={"enabled": True}).json()["status"] == "active"
+        assert claim_due_deliveries(now=now + 1, due_before=now + 1, **claim) == []   # not a second sender
+
+
+def test_an_international_target_url_is_stored_as_http_sends_it(live, world, receiver):  # noqa: F811
+    svc = live.services
+    raw, _ = svc.keys.create()
+    with live.client(raw) as http:
+        hook = http.post(HOOKS, json=hook_body(receiver.url + "/café?tag=été")).json()
+    assert hook["targetUrl"] == receiver.url + "/caf%C3%A9?tag=%C3%A9t%C3%A9"
+    world.add_followers(HANDLE, 1)
+    cycle(svc)
+    assert len(receiver.delivered()) == 1
+
+
+def test_a_hook_paused_mid_poll_is_not_charged(live, world, receiver, monkeypatch):  # noqa: F811
+    svc = live.services
+    a_raw, a = svc.keys.create(name="A", credits=100)
+    b_raw, b = svc.keys.create(name="B", credits=100)
+    other = Receiver()
+    try:
+        with live.client(a_raw) as http_a:
+            http_a.post(HOOKS, json=hook_body(receiver.url))
+        with live.client(b_raw) as http_b:
+            b_hook = http_b.post(HOOKS, json=hook_body(other.url)).json()
+            balance = svc.keys.balance(b["id"])
+            world.add_followers(HANDLE, 40)
+            reserve, calls = svc.keys.reserve, []
+
+            def reserve_then_pause(caller, cost):
+                calls.append(caller.id)
+                if len(calls) == 3:
+                    with svc.store.write() as conn:
+                        conn.execute(subscriptions.update().where(subscriptions.c.id == b_hook["id"])
+                                     .values(status="paused"))
+                return reserve(caller, cost)
+            monkeypatch.setattr(svc.keys, "reserve", reserve_then_pause)
+            make_due(svc)
+            assert poll_due_watches(svc).events == 40
+        assert svc.keys.balance(b["id"]) == balance                     # it receives nothing: it pays nothing
+        assert count(svc, deliveries, deliveries.c.subscription_id == b_hook["id"]) == 0
+    finally:
+        other.close()

@@ -12,6 +12,10 @@ nothing else.
   others already have). Followers that read finds for the first time also go to the
   subscriptions that are paid up at that moment, at no cost to them: their next paid
   poll would have found them, and would now find nothing instead.
+- A backlog gap's followers predate every subscription made after the gap opened, so only
+  keys subscribed by then pay for (and receive) its pages; a gap nobody can receive is dropped.
+- A key charged for a poll whose results it can no longer receive (it unsubscribed, or its
+  hooks were paused or disabled meanwhile) gets those credits back.
 - A caller's own balance is checked before anything is read on its behalf
   (:func:`can_pay`), so a request that cannot be paid spends nobody's credits.
 
@@ -83,12 +87,13 @@ class Tab:
         self.charged: Counter = Counter()
         self.unpaid: set = set()
 
-    def pay_page(self) -> frozenset | None:
-        """Reserve one page from every key still paying; the ids of those that paid, or None
-        when nobody could (nothing is read then)."""
+    def pay_page(self, eligible=None) -> frozenset | None:
+        """Reserve one page from every key still paying (of ``eligible`` only, when given: a
+        gap's followers go only to keys subscribed when it opened, so only they pay); the ids
+        of those that paid, or None when nobody did (nothing is read then)."""
         paid = []
         for key_id, caller in self.callers.items():
-            if key_id in self.unpaid:
+            if key_id in self.unpaid or (eligible is not None and key_id not in eligible):
                 continue
             if caller is not None and self.keys.reserve(caller, self.cost):
                 paid.append(key_id)
@@ -124,16 +129,16 @@ class Tab:
         return sum(self.charged.values())
 
 
-def settle(conn, wid: str, subs, tab: Tab) -> None:
+def settle(conn, wid: str, subs, tab: Tab, refunded=frozenset()) -> None:
     """Inside a poll's commit: a key that paid resumes, one that could not pay is paused
-    (or marked revoked), and each key's first subscription on the watch counts its spend.
-    Disabled and owner-paused subscriptions keep their status."""
+    (or marked revoked), and each key's first subscription on the watch counts its spend
+    (but for ``refunded`` keys). Disabled and owner-paused subscriptions keep their status."""
     first_of_key: dict[str, str] = {}
     for sub in subs:
         first_of_key.setdefault(sub["key_id"], sub["id"])
     waiting = {sub["key_id"] for sub in subs if sub["status"] in ("paused_credits", "key_revoked")}
     for key_id, amount in tab.charged.items():
-        if amount <= 0:
+        if amount <= 0 or key_id in refunded:
             continue
         if key_id in waiting:   # (a steady-state poll skips this statement)
             conn.execute(subscriptions.update().where(

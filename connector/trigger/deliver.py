@@ -102,7 +102,7 @@ def claim_due_deliveries(store, *, now: float, lease: float, limit: int, due_bef
         claimed = conn.execute(deliveries.update()
                                .where(mine, deliveries.c.status == "pending",
                                       deliveries.c.next_attempt_at <= due_before)
-                               .values(next_attempt_at=now + lease)
+                               .values(next_attempt_at=now + lease, claimed_until=now + lease)
                                .returning(deliveries.c.id)).scalars().all()
     return [Claimed(id=i, receiver=picked[i][0], key_id=picked[i][1], claimed_at=now) for i in sorted(claimed)]
 
@@ -191,7 +191,7 @@ def _record(svc, row, delivery_id, status_code, error, retry_after, started, now
             result = "failed" if delay is None else ("disabled" if disable else "retry")
             values = {"status": "failed"} if delay is None else {"next_attempt_at": now + delay}
         conn.execute(deliveries.update().where(deliveries.c.id == delivery_id).values(
-            attempts=attempts, last_status=status_code, last_error=error, **values))
+            attempts=attempts, last_status=status_code, last_error=error, claimed_until=None, **values))
         if delivery_id % 10 == 0:
             _prune_attempts(conn, row.subscription_id)
     if error is not None:

@@ -8,8 +8,9 @@ its commit is redone without a trace, and two pollers that raced commit every ev
 
 The subscriptions are read again inside the transaction (and locked against deletion on
 PostgreSQL), so a hook deleted while its watch was being read simply receives nothing. A
-commit that fails for any reason gives every credit the poll took back; a key whose last
-subscription on the watch went away during the poll gets its credits back too.
+commit that fails for any reason gives every credit the poll took back; a key that can no
+longer receive anything of the poll (unsubscribed, paused or disabled meanwhile) gets its
+credits back too.
 """
 
 from __future__ import annotations
@@ -108,7 +109,14 @@ def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: li
             if result.rowcount != 1:
                 raise LeaseLost(wid)
             subs = _subscriptions_for_update(conn, dialect, wid)
-            settle(conn, wid, subs, tab)
+            # Keys that can no longer receive what they paid for (unsubscribed, paused or
+            # disabled while we read) are refunded after the commit.
+            receiving = {sub["key_id"] for sub in subs if sub["status"] not in SILENT_STATUSES}
+            gone = {k for k, v in tab.charged.items() if v > 0} - receiving - {subscriber}
+            if gone:
+                conn.execute(watches.update().where(watches.c.id == wid).values(
+                    credits_spent=watches.c.credits_spent - sum(tab.charged[k] for k in gone)))
+            settle(conn, wid, subs, tab, refunded=gone)
             inserted = store_events(conn, dialect, wid, watch["handle"], watch["provider"],
                                     [(item.key, item.record) for item in oldest_first], now, baseline=False,
                                     recipients=[_recipients(subs, item) for item in oldest_first])
@@ -117,7 +125,6 @@ def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: li
         if refunded:
             log.info("poll of watch %s not committed; %d credits refunded", wid, refunded)
         raise
-    gone = set(tab.charged) - {sub["key_id"] for sub in subs} - {subscriber}
-    if gone:   # unsubscribed while we read: nothing of this poll reaches them, so it costs them nothing
+    if gone:
         tab.refund(gone)
     return inserted

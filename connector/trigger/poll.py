@@ -48,6 +48,11 @@ class PollResult:
     unpaid: set = field(default_factory=set)
     lease_lost: bool = False
     first_page: list = field(default_factory=list)   # [(key, record)] of the top page, newest first
+    charged: dict = field(default_factory=dict)      # key id -> credits this poll kept
+
+    def refused(self, key_id: str) -> bool:
+        """The key could pay nothing of this poll (its caller gets a 403)."""
+        return key_id in self.unpaid and not self.charged.get(key_id)
 
 
 class _Poll:
@@ -61,6 +66,8 @@ class _Poll:
         self.page_payers: list[frozenset] = []     # who may receive each page read, in order
         self.first_page: list = []
         self.sharers: frozenset = frozenset()
+        self.eligible = None                        # keys that may pay the walk under way (a gap's)
+        self.key_since: dict[str, float] = {}      # key id -> its earliest subscription on the watch
 
     def load(self) -> bool:
         with self.svc.store.connect() as conn:
@@ -70,6 +77,9 @@ class _Poll:
             subs = conn.execute(sa.select(subscriptions).where(subscriptions.c.watch_id == self.wid)
                                 .order_by(subscriptions.c.created_at, subscriptions.c.id)).mappings().all()
             paying = paying_subscriptions(subs, self.svc.settings, self.now)
+            for sub in paying:
+                since = self.key_since.get(sub["key_id"])
+                self.key_since[sub["key_id"]] = sub["created_at"] if since is None else min(since, sub["created_at"])
             if self.subscriber is None:
                 callers = load_callers(conn, self.svc.keys, sorted({s["key_id"] for s in paying}))
             else:
@@ -82,7 +92,7 @@ class _Poll:
         """One page, paid first; None when nobody can pay for it."""
         if self.page_payers:
             renew_lease(self.svc.store, self.wid, self.owner, self.opts.lease_seconds, now=self.svc.clock())
-        payers = self.tab.pay_page()
+        payers = self.tab.pay_page(self.eligible)
         if payers is None:
             return None
         try:
@@ -94,6 +104,12 @@ class _Poll:
         if len(self.page_payers) == 1:
             self.first_page = keyed(page.records)
         return page
+
+    def gap_payers(self, since: float | None):
+        """The keys that may pay for (and receive) a gap opened at ``since``."""
+        if since is None:
+            return None
+        return frozenset(k for k, first in self.key_since.items() if first <= since)
 
     def is_seen(self, keys: list[str]) -> set:
         if not keys:
@@ -117,6 +133,10 @@ class _Poll:
         except LeaseLost:
             return self.lost()
         return PollResult(status=status, unpaid=self.tab.unpaid)
+
+    def result(self, status: str, **kwargs) -> PollResult:
+        return PollResult(status=status, unpaid=self.tab.unpaid,
+                          charged={k: v for k, v in self.tab.charged.items() if v > 0}, **kwargs)
 
     def lost(self) -> PollResult:
         """The lease (or the watch) is gone: nothing is committed, so nothing is charged."""
@@ -163,7 +183,11 @@ def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
             if remaining <= 0 or top.reason == "unpaid" or subscriber is not None:
                 new_gaps.extend(gaps[index:])
                 break
+            poll.eligible = poll.gap_payers(gap["since"])
+            if poll.eligible is not None and not poll.eligible:
+                continue          # nobody subscribed when it opened is left: nobody can receive it
             more = walk(poll.fetch, poll.is_seen, start=gap["cursor"], run=run, max_pages=remaining, known=known)
+            poll.eligible = None
             remaining -= more.pages
             walks.append((more, gap["since"]))
             if not more.finished:
@@ -188,7 +212,7 @@ def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
     if subscriber is not None and pages == 0:
         # The subscriber could not pay its catch-up read: nothing was read, nothing changes.
         release_watch(svc.store, wid, owner)
-        return PollResult(status=watch["status"], unpaid=poll.tab.unpaid)
+        return poll.result(watch["status"])
     # Each new follower with the keys that may receive it and when its gap opened, newest first.
     found, offset = [], 0
     for result, since in walks:
@@ -203,8 +227,7 @@ def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
         inserted = poll.commit(values, list(reversed(found)), pages=pages, backlog=bool(new_gaps))
     except LeaseLost:
         return poll.lost()
-    return PollResult(status=status, new_events=inserted, pages=pages, unpaid=poll.tab.unpaid,
-                      first_page=poll.first_page)
+    return poll.result(status, new_events=inserted, pages=pages, first_page=poll.first_page)
 
 
 def poll_in_request(svc, wid: str, *, due_only: bool, subscriber: Caller | None = None) -> PollResult | None:

@@ -1,8 +1,8 @@
 """Retention: what the trigger stores is pruned once nobody can need it.
 
 Events, deliveries, delivery attempts and inbox rows older than ``retention_seconds``
-(by default the retry horizon plus 7 days, so nothing still being retried goes) are
-deleted in batches of ``prune_batch`` rows, each its own short transaction, so pruning
+(by default the retry horizon plus 7 days) are deleted, but never a delivery with a retry
+still ahead of it, nor its event, in batches of ``prune_batch`` rows, each its own short transaction, so pruning
 never holds the database for long. Polling subscriptions nobody has called for
 ``poll_subscription_ttl`` expire, and their watch with them when nothing else uses it.
 Seen followers stay as long as their watch: they are what keeps a follower from firing twice.
@@ -44,11 +44,17 @@ def prune(svc) -> Counter:
     counts: Counter = Counter()
     counts["attempts"] = _delete_batches(store, delivery_attempts, delivery_attempts.c.id,
                                          delivery_attempts.c.attempted_at < cutoff, batch)
-    counts["deliveries"] = _delete_batches(store, deliveries, deliveries.c.id,
-                                           deliveries.c.created_at < cutoff, batch)
+    # A delivery still to be retried stays (Retry-After may push retries past the horizon);
+    # one waiting for its disabled or paused hook goes once it has waited the whole window.
+    counts["deliveries"] = _delete_batches(store, deliveries, deliveries.c.id, sa.and_(
+        deliveries.c.created_at < cutoff,
+        sa.or_(deliveries.c.status != "pending", deliveries.c.next_attempt_at < cutoff)), batch)
     counts["inbox"] = _delete_batches(store, inbox, inbox.c.seq, inbox.c.created_at < cutoff, batch)
-    # An event's inbox rows and deliveries go with it (ON DELETE CASCADE) if any are younger.
-    counts["events"] = _delete_batches(store, events, events.c.seq, events.c.detected_at < cutoff, batch)
+    # An event's inbox rows and deliveries would go with it (ON DELETE CASCADE): keep the
+    # events of deliveries still kept.
+    kept = sa.exists().where(deliveries.c.event_id == events.c.id)
+    counts["events"] = _delete_batches(store, events, events.c.seq,
+                                       sa.and_(events.c.detected_at < cutoff, ~kept), batch)
 
     stale = now - settings.poll_subscription_ttl
     with store.connect() as conn:

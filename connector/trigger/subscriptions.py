@@ -76,7 +76,7 @@ def _catch_up(svc, watch, caller: Caller):
         return 0, []
     if result.error is not None:
         raise result.error
-    if caller.id in result.unpaid:
+    if result.refused(caller.id):
         raise InsufficientCredits()
     return result.pages, result.first_page
 
@@ -154,7 +154,8 @@ def create_hook(svc, caller: Caller, provider_name: str, credentials: str | None
                "created_at": now, "last_called_at": None}
         inserted = _insert_if_watch(svc, watch["id"], insert_ignore(svc.store.dialect, subscriptions, sub)
                                     .returning(subscriptions.c.id))
-        if inserted is None:
+        if inserted is None:          # its reads are lost with the watch: they cost nothing
+            svc.keys.refund(caller, spent)
             continue
         if not inserted:      # the same hook was created by a concurrent request
             if spent:
@@ -229,12 +230,14 @@ def set_hook_enabled(svc, caller: Caller, hook_id: str, enabled: bool) -> dict:
         sub = _own_hook(conn, caller, hook_id)
     with svc.store.write() as conn:
         if enabled:
-            conn.execute(subscriptions.update().where(subscriptions.c.id == sub["id"],
-                                                      subscriptions.c.status.in_(("disabled", "paused")))
-                         .values(status="active", status_reason=None, failing_since=None))
-            conn.execute(deliveries.update().where(deliveries.c.subscription_id == sub["id"],
-                                                   deliveries.c.status == "pending")
-                         .values(next_attempt_at=now))
+            changed = conn.execute(subscriptions.update().where(
+                subscriptions.c.id == sub["id"], subscriptions.c.status.in_(("disabled", "paused")))
+                .values(status="active", status_reason=None, failing_since=None)).rowcount
+            if changed:   # its waiting deliveries go out now; one a sender holds stays its
+                conn.execute(deliveries.update().where(
+                    deliveries.c.subscription_id == sub["id"], deliveries.c.status == "pending",
+                    sa.or_(deliveries.c.claimed_until.is_(None), deliveries.c.claimed_until < now))
+                    .values(next_attempt_at=now))
         else:
             conn.execute(subscriptions.update().where(subscriptions.c.id == sub["id"])
                          .values(status="paused", status_reason="Paused by its owner; enable it to resume."))
@@ -290,6 +293,7 @@ def poll_events(svc, caller: Caller, provider_name: str, credentials: str | None
             watch, spent, samples = _open(svc, provider_name, credentials, handle, caller, source)
             if _subscribe_poll(svc, watch, caller, sub_id, source, samples, spent):
                 break
+            svc.keys.refund(caller, spent)   # its reads are lost with the watch: they cost nothing
         else:
             raise _vanished(handle)
         return read_inbox(svc, sub_id, limit)
@@ -305,7 +309,7 @@ def poll_events(svc, caller: Caller, provider_name: str, credentials: str | None
         if result is not None:
             if result.error is not None:
                 raise result.error
-            if caller.id in result.unpaid:
+            if result.refused(caller.id):
                 raise InsufficientCredits()
         with svc.store.connect() as conn:
             watch = get_watch(conn, wid) or watch

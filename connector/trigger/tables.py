@@ -92,6 +92,7 @@ deliveries = sa.Table(
     sa.Column("status", sa.String(12), nullable=False),           # pending | delivered | failed
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("next_attempt_at", sa.Float, nullable=False),       # also the claim lease while sending
+    sa.Column("claimed_until", sa.Float, nullable=True),          # set while a sender holds it
     sa.Column("last_status", sa.Integer, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("delivered_at", sa.Float, nullable=True),

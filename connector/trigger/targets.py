@@ -13,10 +13,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from ..errors import BadRequest
 
@@ -41,12 +41,12 @@ class Target:
 
 
 class _Resolver:
-    """``getaddrinfo`` with a timeout. Lookups run on a small pool; a name being looked up
-    already is waited for rather than asked again, so a name whose DNS hangs ties up one
-    thread, never the pool."""
+    """``getaddrinfo`` with a timeout. Each lookup runs on a daemon thread of its own, so
+    slow names never queue behind each other (a shared pool would let a few slow names
+    starve every other lookup); a name being looked up already is waited for rather than
+    asked again, so one name ties up at most one thread however often it is asked."""
 
-    def __init__(self, threads: int = 8):
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="dns")
+    def __init__(self):
         self._pending: dict[tuple, Future] = {}
         self._lock = threading.Lock()
 
@@ -54,18 +54,25 @@ class _Resolver:
         key = (host, port, resolve)
         with self._lock:
             future = self._pending.get(key)
-            new = future is None
-            if new:
-                future = self._pool.submit(resolve, host, port, type=socket.SOCK_STREAM)
-                self._pending[key] = future
-        if new:   # (outside the lock: a finished future runs the callback at once)
-            future.add_done_callback(lambda done: self._forget(key, done))
+            if future is None:
+                future = self._pending[key] = Future()
+                threading.Thread(target=self._run, args=(key, future, resolve), name="dns", daemon=True).start()
         return future.result(timeout=max(0.001, timeout))
 
-    def _forget(self, key, future) -> None:
+    def _run(self, key, future: Future, resolve) -> None:
+        host, port, _ = key
+        try:
+            result = resolve(host, port, type=socket.SOCK_STREAM)
+        except BaseException as exc:   # handed to every waiter
+            outcome = (None, exc)
+        else:
+            outcome = (result, None)
         with self._lock:
-            if self._pending.get(key) is future:
-                del self._pending[key]
+            self._pending.pop(key, None)
+        if outcome[1] is not None:
+            future.set_exception(outcome[1])
+        else:
+            future.set_result(outcome[0])
 
 
 lookup = _Resolver()
@@ -111,6 +118,14 @@ def resolve_target(url, *, allow_private: bool, resolve=socket.getaddrinfo,
         raise BadRequest("'targetUrl' must not contain a user name or password.")
     if any(ord(c) < 33 or ord(c) == 127 for c in url):
         raise BadRequest("'targetUrl' must not contain spaces or control characters; percent-encode them.")
+    if not url.isascii():   # an international name or path, written as HTTP sends it
+        try:
+            netloc = parts.hostname.encode("idna").decode("ascii") + (f":{parts.port}" if parts.port else "")
+        except UnicodeError:
+            raise BadRequest(f"'targetUrl' host {parts.hostname[:100]} is not a valid domain name.") from None
+        url = urlunsplit(parts._replace(netloc=netloc, path=quote(parts.path, safe="/%:@!$&'()*+,;=~"),
+                                        query=quote(parts.query, safe="/%:@!$&'()*+,;=~?")))
+        parts = urlsplit(url)
     host = parts.hostname
     port = port or (443 if parts.scheme == "https" else 80)
     try:

@@ -40,7 +40,11 @@ def get_watch(conn, wid: str):
 
 def delete_subscription(conn, sub_id: str, wid: str) -> None:
     """Delete a subscription, then its watch if no subscription uses it any more (a later
-    subscription starts from a fresh baseline). Run it in a write transaction."""
+    subscription starts from a fresh baseline). Run it in a write transaction.
+
+    The watch row is locked first, in the order a poll's commit takes them (watch, then its
+    subscriptions), so the two never deadlock on PostgreSQL."""
+    conn.execute(sa.select(watches.c.id).where(watches.c.id == wid).with_for_update())
     conn.execute(subscriptions.delete().where(subscriptions.c.id == sub_id))
     left = conn.execute(sa.select(sa.func.count()).select_from(subscriptions)
                         .where(subscriptions.c.watch_id == wid)).scalar_one()

@@ -73,6 +73,8 @@ def post(url: str, body: bytes, headers: dict, *, allow_private: bool, timeout: 
         raise PostFailed(f"TLS error: {exc.reason or exc}") from None
     except h11.ProtocolError:
         raise PostFailed("the receiver did not answer with valid HTTP") from None
+    except UnicodeError:       # a URL stored before targets were normalised to ASCII
+        raise PostFailed("the target URL has characters HTTP cannot send; subscribe again") from None
     except OSError as exc:
         raise PostFailed(f"connection failed: {exc.strerror or type(exc).__name__}") from None
     finally:
