@@ -131,19 +131,15 @@ def cycle(database_url: str, upstream: str, *, pollers: int = 1, threads: int | 
 
 def child() -> None:
     """One poller process: build the services, say ``ready``, wait for ``go``, run one cycle."""
-    from flask import Flask
 
-    from connector.app import build_services
-    from connector.config import Settings
-    from connector.trigger.options import TriggerOptions
+    from connector.services import build_services
+    from connector.config import Settings, WorkerSettings
     from connector.trigger.worker import poll_due_watches
 
-    extra = {}
-    if os.environ.get("CONNECTOR_POLL_THREADS"):
-        extra["poll_threads"] = int(os.environ["CONNECTOR_POLL_THREADS"])
+    worker = WorkerSettings(poll_threads=int(os.environ.get("CONNECTOR_POLL_THREADS") or WorkerSettings.poll_threads))
     settings = Settings(provider="dumpling", dumpling_api_key=API_KEY, dumpling_base_url=os.environ["BENCH_UPSTREAM"],
-                        database_url=os.environ["BENCH_DB"], poll_interval=300, extra=extra)
-    svc = build_services(settings, Flask("connector.app").instance_path)
+                        database_url=os.environ["BENCH_DB"], poll_interval=300, worker=worker)
+    svc = build_services(settings)
     print("ready", flush=True)
     sys.stdin.readline()
     before = resource.getrusage(resource.RUSAGE_SELF)
@@ -157,7 +153,7 @@ def child() -> None:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     print(json.dumps({"start": start, "end": end, "watches": stats.watches, "errors": stats.errors,
                       "pages": stats.pages, "cpu_s": cpu, "rss_kb": after.ru_maxrss,
-                      "threads": TriggerOptions.from_settings(settings).poll_threads}), flush=True)
+                      "threads": settings.worker.poll_threads}), flush=True)
 
 
 def run(quick: bool = False) -> dict:

@@ -33,7 +33,6 @@ def _followers_pages(fake) -> int:
 def run(quick: bool = False) -> dict:
     from connector.app import create_app
     from connector.config import Settings
-    from connector.trigger.options import TriggerOptions
     from connector.trigger.tables import events, watches
     from connector.trigger.sender import deliver_due_webhooks
     from connector.trigger.worker import poll_due_watches
@@ -53,7 +52,7 @@ def run(quick: bool = False) -> dict:
                             poll_interval=300)
         app = create_app(settings)
         svc = app.extensions["connector"]
-        results["page_budget"] = TriggerOptions.from_settings(settings).page_budget
+        results["page_budget"] = settings.worker.page_budget
         raw, _ = svc.keys.create(name="bench", credits=10**9)
         http = app.test_client()
         auth = {"Authorization": f"Bearer {raw}"}

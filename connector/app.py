@@ -1,4 +1,5 @@
-"""``create_app()`` builds the whole service: settings, manifests, store, providers, routes.
+"""``create_app()`` builds the web service: the shared services (:mod:`.services`), routes and
+the error handlers that turn errors into HTTP answers.
 
 gunicorn serves ``connector.app:create_app()``; tests call ``create_app(settings)``.
 Start-up fails fast, with a message naming the file and field, when a manifest is invalid.
@@ -7,35 +8,17 @@ Start-up fails fast, with a message naming the file and field, when a manifest i
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .api import actions, hooks, meta, triggers
-from .api.common import Services, unexpected
+from .api.common import unexpected
 from .config import Settings
-from .errors import ConnectorError
-from .manifests import load_manifests
-from .providers import ProviderPool
-from .store import Store
-from .store.keys import KeyStore
+from .errors import ConnectorError, install_log_filter
+from .services import build_services, instance_path
 
 log = logging.getLogger("connector")
-
-
-def default_database_url(instance_path: str) -> str:
-    Path(instance_path).mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{os.path.join(instance_path, 'connector.db')}"
-
-
-def build_services(settings: Settings, instance_path: str) -> Services:
-    manifests = load_manifests(settings.manifests_dir)
-    store = Store(settings.database_url or default_database_url(instance_path))
-    return Services(settings=settings, manifests=manifests, store=store,
-                    keys=KeyStore(store, settings.api_keys, settings.default_rate_limit),
-                    providers=ProviderPool(settings))
 
 
 def _http_error_message(exc: HTTPException, limit: int) -> str:
@@ -50,7 +33,7 @@ def _http_error_message(exc: HTTPException, limit: int) -> str:
 
 
 def create_app(test_config: Settings | dict | None = None) -> Flask:
-    app = Flask(__name__, instance_relative_config=True)
+    app = Flask(__name__, instance_path=str(instance_path()), instance_relative_config=True)
     if isinstance(test_config, Settings):
         settings = test_config
     elif test_config and "settings" in test_config:
@@ -62,7 +45,8 @@ def create_app(test_config: Settings | dict | None = None) -> Flask:
     if isinstance(test_config, dict):
         app.config.update({k: v for k, v in test_config.items() if k != "settings"})
 
-    svc = build_services(settings, app.instance_path)
+    install_log_filter()
+    svc = build_services(settings)
     app.extensions["connector"] = svc
 
     actions.register(app, svc.manifests)

@@ -1,7 +1,9 @@
 """Settings read from the environment once, then passed around explicitly.
 
-Nothing reads ``os.environ`` after :meth:`Settings.from_env`; tests build a
-``Settings`` directly (or through ``create_app(test_config=...)``).
+Every variable is a typed field of :class:`Settings` (the worker's in :class:`WorkerSettings`),
+read and checked in :meth:`Settings.from_env`, whose errors name the variable; nothing reads
+``os.environ`` after it. Tests build a ``Settings`` directly (or through
+``create_app(test_config=...)``). The README's Configuration table lists them all.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
+import time
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 PROVIDER_NAMES = ("dumpling", "socialfetch", "tiktok_research", "demo")
 # Default provider: the first of these that has credentials (contract section 2).
@@ -21,7 +24,36 @@ DEFAULT_RETRY_SCHEDULE = (30, 120, 600, 1800, 3600, 10800, 21600) + (43200,) * 6
 
 DAY = 86400.0
 
-MANIFESTS_DIR = Path(__file__).resolve().parent.parent / "manifests"
+
+def _manifests_dir() -> Path:
+    """The manifests folder: the copy a regular install ships inside the package
+    (``connector/_manifests``, see setup.py), else ``manifests/`` beside the package in a source
+    checkout or editable install, where developers edit them (edits apply without reinstalling)."""
+    package = Path(__file__).resolve().parent
+    shipped = package / "_manifests"
+    return shipped if shipped.is_dir() else package.parent / "manifests"
+
+
+MANIFESTS_DIR = _manifests_dir()
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """The worker's knobs (``connector poll``), also read by polls made inside requests."""
+
+    page_budget: int = 10          # upstream pages one poll may read (the rest waits for the next poll)
+    request_page_budget: int = 2   # pages a poll made inside an HTTP request may read (Zapier waits 30 s)
+    frontier_run: int = 3          # consecutive seen followers that mark the known frontier
+    lease_seconds: float = 120.0   # how long a poller owns a watch before another may take it over
+    poll_threads: int = 16         # watches polled at once by one worker
+    delivery_threads: int = 64     # webhooks sent at once by one worker (threads mostly wait on sockets)
+    claim_batch: int = 200
+    idle_sleep: float = 0.25       # seconds the worker rests between passes (bounds commit-to-delivery latency)
+    prune_every: float = 600.0     # seconds between two retention passes
+    prune_batch: int = 500         # rows one retention statement deletes (short transactions)
 
 
 class ConfigError(ValueError):
@@ -63,7 +95,9 @@ class Settings:
     retention: float | None = None          # events, deliveries, attempts; None: see retention_seconds
     poll_subscription_ttl: float = 30 * DAY  # a polling subscription nobody calls expires after this
     manifests_dir: Path = MANIFESTS_DIR
-    extra: Mapping[str, object] = field(default_factory=dict)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    log_level: str = "INFO"
+    clock: Callable[[], float] = time.time   # unix seconds; tests pass one they move
 
     def replace(self, **changes) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -135,6 +169,16 @@ class Settings:
                     "CONNECTOR_WEBHOOK_RETRY_SCHEDULE must be comma-separated whole seconds, "
                     f"e.g. 30,120,600; got {raw_schedule!r}."
                 )
+        log_level = (text("CONNECTOR_LOG_LEVEL") or "INFO").upper()
+        if log_level not in LOG_LEVELS:
+            raise ConfigError(f"CONNECTOR_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}.")
+        defaults = WorkerSettings()
+        worker = WorkerSettings(
+            page_budget=number("CONNECTOR_POLL_PAGE_BUDGET", defaults.page_budget, minimum=1),
+            lease_seconds=number("CONNECTOR_POLL_LEASE_SECONDS", defaults.lease_seconds, kind=float, minimum=1),
+            poll_threads=number("CONNECTOR_POLL_THREADS", defaults.poll_threads, minimum=1),
+            delivery_threads=number("CONNECTOR_DELIVERY_THREADS", defaults.delivery_threads, minimum=1),
+            idle_sleep=number("CONNECTOR_POLL_IDLE_SLEEP", defaults.idle_sleep, kind=float, minimum=0.01))
         retention = number("CONNECTOR_RETENTION_DAYS", None, kind=float, minimum=1)
         if retention is not None:
             horizon_days = sum(schedule) * 1.2 / DAY
@@ -172,4 +216,7 @@ class Settings:
             retention=retention,
             poll_subscription_ttl=number("CONNECTOR_POLL_SUBSCRIPTION_TTL_DAYS", 30.0, kind=float,
                                          minimum=1) * DAY,
+            worker=worker,
+            log_level=log_level,
+            manifests_dir=Path(text("CONNECTOR_MANIFESTS_DIR") or MANIFESTS_DIR),
         )

@@ -2,6 +2,7 @@
 
     ConnectorError                 status + user-facing message (never a secret, never a traceback)
      ├── BadRequest          400   malformed JSON, wrong types, unknown fields, bad handles
+     │    └── InvalidCursor          a cursor the chosen provider cannot page from
      ├── Unauthorized        401   missing, unknown or revoked caller key
      ├── InsufficientCredits 403   the caller key cannot pay for the request
      ├── QuotaExceeded       403   the caller key holds as many hooks or watched accounts as allowed
@@ -13,11 +14,17 @@
 
 Providers raise :class:`UpstreamError` with a kind and an internal ``detail`` for the logs;
 the route turns it into the seed document's status and message for that action.
+
+Where a seed document fixes a message, a caller's message starts with the seed's words and
+adds, in a second sentence, what to fix. :func:`redact` and :class:`RedactingFilter` keep
+credentials (and SQL parameters) out of logs.
 """
 
 from __future__ import annotations
 
+import logging
 import re
+from typing import Any
 
 __all__ = [
     "ConnectorError",
@@ -28,15 +35,19 @@ __all__ = [
     "QuotaExceeded",
     "Conflict",
     "RateLimited",
+    "InvalidCursor",
     "UpstreamError",
     "UPSTREAM_STATUS",
     "RETRYABLE_KINDS",
     "kind_for_status",
     "redact",
+    "RedactingFilter",
+    "install_log_filter",
 ]
 
 INVALID_JSON = "Invalid JSON in request body"
 INVALID_KEY = "API key is invalid or missing."
+KEY_HEADERS = "'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
 NO_CREDITS = "Insufficient credits. Please top up your account."
 RATE_LIMITED = "Rate limit exceeded. Please try again later."
 
@@ -53,6 +64,23 @@ class ConnectorError(Exception):
 
 class BadRequest(ConnectorError):
     status = 400
+
+
+class InvalidCursor(BadRequest):
+    """A cursor (a previous page's ``minCursor``) the chosen provider cannot page from.
+
+    Providers raise it knowing only what their cursors look like (``form``); the route names
+    the request field with :meth:`for_field`.
+    """
+
+    def __init__(self, provider: str, form: str, cursor: Any):
+        self.provider, self.form, self.cursor = provider, form, cursor
+        super().__init__(self.for_field("cursor"))
+
+    def for_field(self, key: str) -> str:
+        shown = repr(self.cursor[:40]) if isinstance(self.cursor, str) else repr(self.cursor)[:40]
+        return (f"'{key}' must be the minCursor of a previous response from this provider "
+                f"({self.form} for {self.provider}); got {shown}.")
 
 
 class Unauthorized(ConnectorError):
@@ -83,11 +111,17 @@ class PayloadTooLarge(ConnectorError):
 
 
 class RateLimited(ConnectorError):
+    """The caller's own per-minute limit (the upstream's is ``UpstreamError("rate_limited")``)."""
+
     status = 429
     message = RATE_LIMITED
 
-    def __init__(self, retry_after: int, message: str | None = None):
-        super().__init__(message, headers={"Retry-After": str(max(1, int(retry_after)))})
+    def __init__(self, retry_after: int, message: str | None = None, *, limit: int | None = None):
+        seconds = max(1, int(retry_after))
+        if message is None and limit is not None:
+            message = (f"{RATE_LIMITED} This is your API key's limit of {limit} "
+                       f"request{'' if limit == 1 else 's'} a minute; it resets in {seconds} s.")
+        super().__init__(message, headers={"Retry-After": str(seconds)})
         self.retry_after = retry_after
 
 
@@ -114,6 +148,12 @@ GENERIC_MESSAGES = {
     "provider_key_rejected": "The {provider} provider rejected the key sent in X-Provider-Key. "
     "Check the provider key in your connection settings.",
 }
+
+# Second sentences for seed messages that do not say whose limit or whose key is missing.
+UPSTREAM_RATE_LIMITED = ("This is the {provider} data provider's limit on this service, not your "
+                         "API key's; try again in {seconds} s.")
+PROVIDER_KEY_NEEDED = ("This server has no key for the {provider} provider named in X-Provider: "
+                       "send your own {provider} key{form} in the X-Provider-Key header.")
 
 
 class UpstreamError(ConnectorError):
@@ -157,6 +197,8 @@ def kind_for_status(status: int) -> str:
     return "fetch_error"
 
 
+_SQL_PARAMETERS = re.compile(r"\[parameters: [^\n]*")
+
 _SECRET_PATTERNS = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
     re.compile(r"(?i)((?:api[_-]?key|x-api-key|client_secret|client_key|secret|token|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',&}]+"),
@@ -164,12 +206,59 @@ _SECRET_PATTERNS = [
 ]
 
 
-def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
-    """Remove anything that looks like a credential from a log line or an internal detail."""
+def _scrub(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
     out = str(text)
     for secret in secrets:
         if secret and len(secret) >= 4:
             out = out.replace(secret, "[redacted]")
     for pattern in _SECRET_PATTERNS:
         out = pattern.sub(lambda m: (m.group(1) if m.lastindex else "") + "[redacted]", out)
-    return out[:500]
+    # SQLAlchemy error text ends with the statement's parameters: keys, secrets, handles.
+    return _SQL_PARAMETERS.sub("[parameters hidden]", out)
+
+
+def redact(text: str, secrets: tuple[str, ...] | list[str] = ()) -> str:
+    """Remove anything that looks like a credential from a log line or an internal detail."""
+    return _scrub(text, secrets)[:500]
+
+
+class RedactingFilter(logging.Filter):
+    """Scrubs a log record, traceback included, before any handler formats it.
+
+    The message is rendered and redacted in place, and the traceback is formatted once into
+    ``exc_text`` (redacted) with ``exc_info`` dropped, so no formatter can render the raw one.
+    """
+
+    _formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not lose the record
+            message = f"{record.msg!r} {record.args!r}"
+        record.msg, record.args = _scrub(message), ()
+        if record.exc_info:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = _scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = _scrub(record.stack_info)
+        return True
+
+
+# The one filter on the service's loggers. A logger's filters see only the records logged to
+# it, not its children's, so it goes on each: the known ones now (this module is imported by
+# everything that logs), and any made later by install_log_filter(), which create_app calls.
+LOG_FILTER = RedactingFilter()
+LOGGERS = ("connector", "connector.app", "connector.upstream", "connector.trigger")
+
+
+def install_log_filter() -> None:
+    """Put :data:`LOG_FILTER` on every ``connector`` logger (again is harmless)."""
+    names = set(LOGGERS) | {n for n in logging.root.manager.loggerDict if n.startswith("connector.")}
+    for name in names:
+        logging.getLogger(name).addFilter(LOG_FILTER)
+
+
+install_log_filter()

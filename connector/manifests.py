@@ -9,6 +9,7 @@ marshmallow schema built from the manifest's inputs and returns the provider arg
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import marshmallow
 from marshmallow import fields as mfields
 
 from .errors import BadRequest
-from .handles import normalize_handle
+from .handles import handle_problem, normalize_handle
 
 __all__ = ["Manifest", "ManifestError", "load_manifests"]
 
@@ -29,6 +30,11 @@ class ManifestError(Exception):
 
 class _Invalid(marshmallow.ValidationError):
     pass
+
+
+# A whole number as text: ASCII digits only (int() also reads "٣" and fails on "²"), and
+# short enough that int() never refuses it.
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
 class _Field(mfields.Field):
@@ -57,8 +63,8 @@ class _Field(mfields.Field):
             return f"'{key}' must be true or false."
         return f"'{key}' must be a non-empty string of at most {s.get('maxLength', 1000)} characters."
 
-    def _fail(self):
-        raise _Invalid(self.explain)
+    def _fail(self, hint: str = ""):
+        raise _Invalid(f"{self.explain.rstrip('.')}, {hint}." if hint else self.explain)
 
     def _deserialize(self, value, attr, data, **kwargs):
         s = self.spec
@@ -68,8 +74,10 @@ class _Field(mfields.Field):
                 self._fail()
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
-            elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            elif isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
                 value = int(value.strip())
+            elif isinstance(value, str) and any(c.isdigit() and not c.isascii() for c in value):
+                self._fail("written with the digits 0-9")
             if not isinstance(value, int):
                 self._fail()
             if s.get("minimum") is not None and value < s["minimum"]:
@@ -93,12 +101,13 @@ class _Field(mfields.Field):
                     self._fail()
                 return value
             if isinstance(value, str) and 0 < len(value) <= s.get("maxLength", 512) and value.isprintable():
-                return int(value) if value.isdigit() and len(value) < 19 else value
+                return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else value
             self._fail()
         # string and enum
         if not isinstance(value, str) or not value.strip():
             self._fail()
-        if len(value) > s.get("maxLength", 1000):
+        # A handle too long to be one is refused by Manifest.parse, with the rule for handles.
+        if len(value) > s.get("maxLength", 1000) and s.get("format") != "tiktok_handle":
             self._fail()
         if kind == "enum":
             if value not in s["choices"]:
@@ -160,7 +169,9 @@ class Manifest:
             if spec.get("format") == "tiktok_handle" and spec["key"] in values:
                 handle = normalize_handle(values[spec["key"]])
                 if handle is None:
-                    raise BadRequest(self.errors["could_not_process"].format(handle=""))
+                    # The seed's words first, for callers that match them; then what to fix.
+                    raise BadRequest(f"{self.errors['could_not_process'].format(handle='')} "
+                                     f"{handle_problem(values[spec['key']])}")
                 values[spec["key"]] = handle
         return values
 

@@ -72,13 +72,15 @@ def test_reserved_handles(handle, kind):
 ])
 def test_reserved_handles_over_http(demo, handle, status, message):
     r = demo.post("/api/v1/get-tiktok-user-followers", {"handle": handle})
-    assert (r.status_code, r.json()) == (status, {"error": message})
+    # An upstream rate limit adds whose limit it is after the seed's words.
+    error = r.json()["error"].split(" This is the demo data provider's limit")[0]
+    assert (r.status_code, error) == (status, message)
 
 
 def test_garbage_cursor_is_a_400_not_a_500(demo):
     r = demo.post("/api/v1/get-tiktok-user-followers", {"handle": "brand", "minTime": "dm_!!!"})
     assert r.status_code == 400
-    assert r.json() == {"error": "The followers service reported an issue."}
+    assert r.json()["error"].startswith("'minTime' must be the minCursor of a previous response from this provider")
 
 
 def test_paging_over_http_with_opaque_cursor(demo):

@@ -176,7 +176,7 @@ def test_polling_trigger_and_epoch(client, app):
 
 
 def test_webhook_attach_delivery_detach(serve, make_settings, app):
-    live = serve(make_settings(allow_private_targets=True, extra={"demo_clock": lambda: time.time() - 3600}))
+    live = serve(make_settings(allow_private_targets=True, clock=lambda: time.time() - 3600))
     key, _ = live.services.keys.create(name="make")
     with live.client() as http:
         client = MakeClient(http, app["general/base.iml.json"], {"serviceUrl": live.url, "apiKey": key})

@@ -230,7 +230,7 @@ def test_rest_hook_subscribe_delivery_unsubscribe(node_env, app_dir, serve, make
     # The service's demo clock starts an hour back, so the subscription's baseline is an hour
     # old and the worker (real time) finds an hour of new followers on its first poll.
     live = serve(make_settings(allow_private_targets=True, poll_interval=1,
-                               extra={"demo_clock": lambda: time.time() - 3600}))
+                               clock=lambda: time.time() - 3600))
     key, _ = live.services.keys.create(name="zapier")
     run = ZapierRunner(node_env, app_dir, live.url, key)
     receiver = Receiver()

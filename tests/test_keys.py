@@ -107,7 +107,8 @@ def test_rate_limit_over_http(service):
     assert [r.status_code for r in responses] == [200, 200, 200, 429]
     assert [r.headers["X-RateLimit-Remaining"] for r in responses] == ["2", "1", "0", "0"]
     assert all(r.headers["X-RateLimit-Limit"] == "3" for r in responses)
-    assert responses[-1].json() == {"error": "Rate limit exceeded. Please try again later."}
+    assert responses[-1].json()["error"].startswith("Rate limit exceeded. Please try again later. "
+                                                    "This is your API key's limit of 3 requests a minute")
     assert 1 <= int(responses[-1].headers["Retry-After"]) <= 60
 
 

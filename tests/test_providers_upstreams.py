@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from connector.config import Settings
-from connector.errors import UpstreamError
+from connector.errors import BadRequest, UpstreamError
 from connector.providers.socialfetch import SocialFetchProvider
 from connector.providers.tiktok_research import TikTokResearchProvider, kind_for_code
 from connector.providers.paging import iter_pages
@@ -188,12 +188,13 @@ def test_research_list_fields_are_null_except_handle_and_name(world):
 
 
 @pytest.mark.parametrize("cursor", ["abc", -5, "1.5"])
-def test_research_refuses_a_cursor_that_is_not_unix_seconds(world, cursor):
+def test_research_refuses_a_cursor_it_did_not_return(world, cursor):
     with FakeTikTokResearch(world) as fake:
         provider = research(fake)
-        with pytest.raises(UpstreamError) as caught:
+        with pytest.raises(BadRequest) as caught:  # the caller's to fix (400), not the upstream's
             provider.list_followers("alice", cursor=cursor)
-        assert caught.value.kind == "reported_issue"
+        assert "minCursor of a previous response" in caught.value.message
+        assert not [r for r in fake.requests if r.endpoint == "followers"], "refused before any upstream call"
         provider.close()
 
 

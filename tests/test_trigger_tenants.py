@@ -358,7 +358,7 @@ def test_a_claimed_delivery_outlives_its_longest_attempt(live, world, receiver):
 def test_retention_prunes_old_rows_in_batches_and_expires_idle_polling(serve, dumpling, world, database_url,  # noqa: F811
                                                                       receiver):
     world.add_account("second", followers=10)
-    live = serve(trigger_settings(dumpling, database_url, extra={"prune_batch": 7}))
+    live = serve(trigger_settings(dumpling, database_url, worker={"prune_batch": 7}))
     svc = live.services
     clock = Clock(svc.clock())
     svc.clock = clock
@@ -444,7 +444,7 @@ def test_slow_names_never_hold_up_another_lookup():
 
 def test_a_late_subscriber_neither_pays_for_nor_receives_an_older_backlog(serve, dumpling, world,  # noqa: F811
                                                                           sqlite_url, receiver):
-    live = serve(trigger_settings(dumpling, sqlite_url, extra={"page_budget": 2}))
+    live = serve(trigger_settings(dumpling, sqlite_url, worker={"page_budget": 2}))
     svc = live.services
     a_raw, _ = svc.keys.create(name="A")
     b_raw, b = svc.keys.create(name="B", credits=100)

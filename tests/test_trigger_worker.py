@@ -144,7 +144,7 @@ def test_watches_are_polled_concurrently(serve, sqlite_url):
     for handle in handles:
         world.add_account(handle, followers=3)
     with FakeDumpling(world, latency=0.1) as fake:
-        live = serve(trigger_settings(fake, sqlite_url, extra={"poll_threads": 16}))
+        live = serve(trigger_settings(fake, sqlite_url, worker={"poll_threads": 16}))
         raw, _ = live.services.keys.create()
         receiver = Receiver()                                     # noqa: F811
         try:
@@ -173,7 +173,7 @@ def four_pages():
 
 def claimed_watch(serve, fake, sqlite_url, credits=None, lease=0.3):
     """A hook on "slow", then 100 new followers (4 pages), the watch claimed by "me"."""
-    live = serve(trigger_settings(fake, sqlite_url, extra={"lease_seconds": lease}))
+    live = serve(trigger_settings(fake, sqlite_url, worker={"lease_seconds": lease}))
     svc = live.services
     raw, row = svc.keys.create(credits=credits)
     with live.client(raw) as http:

@@ -9,7 +9,7 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from connector import walk as walk_module
+from connector.cli import followers as walk_module
 from connector.cli import main
 from connector.config import Settings
 from connector.errors import UpstreamError

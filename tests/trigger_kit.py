@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import sqlalchemy as sa
 
-from connector.config import Settings
+from connector.config import Settings, WorkerSettings
 from connector.trigger.tables import watches
 from tests.fakes import FakeDumpling, FakeWorld
 
@@ -98,7 +98,8 @@ def trigger_settings(fake: FakeDumpling, database_url: str, **overrides) -> Sett
     base = dict(provider="dumpling", dumpling_api_key=fake.api_key, dumpling_base_url=fake.url,
                 database_url=database_url, allow_private_targets=True, poll_interval=60,
                 webhook_retry_schedule=(0, 0, 1), upstream_max_attempts=1,
-                extra={"page_budget": 10, "poll_threads": 4, "delivery_threads": 4})
+                worker=WorkerSettings(**{"page_budget": 10, "poll_threads": 4, "delivery_threads": 4,
+                                         **overrides.pop("worker", {})}))
     base.update(overrides)
     return Settings(**base)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from ..errors import ConnectorError, InsufficientCredits, UpstreamError
+from ..errors import BadRequest, ConnectorError, InsufficientCredits, InvalidCursor, UpstreamError
 from ..manifests import Manifest
 from ..records import Page
 from .common import authenticate, counted_body, provider_choice, services, unexpected, upstream_failure
@@ -15,6 +15,8 @@ def provider_for_request():
 
 
 def make_view(manifest: Manifest):
+    cursor_key = next((spec["key"] for spec in manifest.inputs if spec["type"] == "cursor"), None)
+
     def view():
         svc = services()
         caller = authenticate()
@@ -24,6 +26,11 @@ def make_view(manifest: Manifest):
         provider = None
         try:
             provider = provider_for_request()
+            if cursor_key is not None:
+                try:
+                    provider.check_cursor(values.get(cursor_key))
+                except InvalidCursor as exc:
+                    raise BadRequest(exc.for_field(cursor_key)) from None
             if not svc.keys.reserve(caller, manifest.cost):
                 raise InsufficientCredits()
             try:

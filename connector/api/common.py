@@ -5,34 +5,23 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from flask import current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ..config import Settings
-from ..errors import INVALID_JSON, BadRequest, ConnectorError, RateLimited, Unauthorized, UpstreamError, redact
+from ..errors import (INVALID_JSON, INVALID_KEY, KEY_HEADERS, PROVIDER_KEY_NEEDED, UPSTREAM_RATE_LIMITED,
+                      BadRequest, ConnectorError, RateLimited, Unauthorized, UpstreamError, redact)
 from ..manifests import Manifest
-from ..providers import ProviderPool
-from ..store import Store
-from ..store.keys import Caller, KeyStore
+from ..services import Services
+from ..store.keys import Caller
 from ..trigger.crypto import NO_SECRET_KEY
 
 log = logging.getLogger("connector")
 
 REQUEST_SOURCES = ("MAKE_DOT_COM", "ZAPIER", "API")
-
-
-@dataclass
-class Services:
-    settings: Settings
-    manifests: dict[str, Manifest]
-    store: Store
-    keys: KeyStore
-    providers: ProviderPool
-    clock: Callable[[], float] = field(default=time.time)   # unix seconds; tests move it
+# How a provider key is written where it is not one string (contract section 2).
+PROVIDER_KEY_FORMS = {"tiktok_research": "client_key:client_secret"}
 
 
 def services() -> Services:
@@ -56,16 +45,30 @@ def stored_provider_choice() -> tuple[str, str | None]:
 
 
 def caller_key() -> str | None:
-    auth = request.headers.get("Authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip() or None
+    """The key of ``Authorization: Bearer <key>``, else of ``X-API-Key: <key>``."""
+    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
     return request.headers.get("X-API-Key", "").strip() or None
 
 
+def _how_to_send_key() -> str:
+    """Why no key was found in the request, and how to send one (never echoing what was sent)."""
+    scheme = request.headers.get("Authorization", "").strip().partition(" ")[0]
+    if scheme.lower() == "bearer":
+        return f"The Authorization header has no key after 'Bearer': send your key as {KEY_HEADERS}."
+    if scheme:
+        return f"The Authorization header is not 'Bearer <key>': send your key as {KEY_HEADERS}."
+    return f"No key was sent: send your key as {KEY_HEADERS}."
+
+
 def authenticate() -> Caller:
-    caller = services().keys.authenticate(caller_key())
+    key = caller_key()
+    caller = services().keys.authenticate(key)
     if caller is None:
-        raise Unauthorized()
+        # An unknown or revoked key gets the seed's words alone; a request whose key could
+        # not be found is also told how to send it.
+        raise Unauthorized() if key else Unauthorized(f"{INVALID_KEY} {_how_to_send_key()}")
     g.caller = caller
     return caller
 
@@ -84,12 +87,25 @@ def count_request(caller: Caller, action: str, body: Any = None) -> None:
     state = services().keys.hit(caller, action, request_source(body))
     g.rate = state
     if not state.allowed:
-        raise RateLimited(state.reset_in)
+        raise RateLimited(state.reset_in, limit=state.limit)
+
+
+def raw_body() -> bytes:
+    """The body's bytes; 413 beyond MAX_CONTENT_LENGTH, for sized and chunked bodies alike."""
+    raw = request.get_data(cache=True)  # a Content-Length over the limit is a 413 here
+    limit = request.max_content_length
+    if (limit is not None and request.content_length is None and len(raw) >= limit
+            and "wsgi.input_terminated" in request.environ):
+        # A chunked body has no length to check up front, and werkzeug stops reading it at
+        # the limit without a word: one byte more tells a body at the limit from a longer one.
+        if request.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
+    return raw
 
 
 def json_body() -> Any:
     """The parsed body: ``None`` when empty, 400 "Invalid JSON in request body" when unparsable."""
-    raw = request.get_data(cache=True)  # 413 beyond MAX_CONTENT_LENGTH
+    raw = raw_body()
     if not raw.strip():
         return None
     try:
@@ -116,20 +132,34 @@ def counted_body(caller: Caller, action: str) -> Any:
 
 def upstream_failure(manifest: Manifest, exc: UpstreamError, handle: str | None,
                      secrets_: tuple[str, ...] = ()) -> ConnectorError:
-    """The caller-facing error for a provider failure, logged without secrets."""
+    """The caller-facing error for a provider failure, logged without secrets.
+
+    The seed's message, then whose limit an upstream rate limit is, or that a provider named
+    in X-Provider needs a key this server lacks.
+    """
     log.warning("provider %s failed for %s (%s): %s", exc.provider or "?", manifest.key, exc.kind,
                 redact(exc.detail, secrets_))
-    error = ConnectorError(exc.user_message(manifest.errors, handle))
-    error.status = exc.status
+    message = exc.user_message(manifest.errors, handle)
+    provider = exc.provider or "upstream"
+    headers = {}
     if exc.kind == "rate_limited":
-        error.headers["Retry-After"] = str(max(1, int(exc.retry_after or 60)))
+        seconds = max(1, int(exc.retry_after or 60))
+        headers["Retry-After"] = str(seconds)
+        message += " " + UPSTREAM_RATE_LIMITED.format(provider=provider, seconds=seconds)
+    elif (exc.kind == "not_configured" and (request.headers.get("X-Provider") or "").strip()
+          and not (request.headers.get("X-Provider-Key") or "").strip()):
+        form = PROVIDER_KEY_FORMS.get(provider)
+        message += " " + PROVIDER_KEY_NEEDED.format(provider=provider, form=f" ({form})" if form else "")
+    error = ConnectorError(message, headers=headers)
+    error.status = exc.status
     return error
 
 
 def unexpected(manifest: Manifest | None, exc: BaseException) -> ConnectorError:
-    """A bug of ours: a short reference for the caller, the details in the log only."""
+    """A bug of ours: a short reference for the caller; the traceback, redacted by the
+    ``connector`` loggers' :class:`~connector.errors.RedactingFilter`, in the log only."""
     ref = secrets.token_hex(4)
-    log.error("unexpected error ref=%s: %s", ref, redact(f"{type(exc).__name__}: {exc}"), exc_info=False)
+    log.error("unexpected error ref=%s: %s: %s", ref, type(exc).__name__, exc, exc_info=exc)
     if manifest is not None:
         message = manifest.errors["unexpected"].format(detail=f"internal error (ref {ref})", handle="", provider="")
     else:

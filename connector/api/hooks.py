@@ -4,7 +4,7 @@ pays and what it may see live in :mod:`connector.trigger.subscriptions`."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify
 
 from ..errors import BadRequest, UpstreamError
 from ..manifests import Manifest

@@ -6,8 +6,10 @@ credentials), so pooled connections and tokens are reused across requests and th
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import threading
+import weakref
 from collections import OrderedDict
 
 from ..config import Settings
@@ -28,11 +30,29 @@ PROVIDERS: dict[str, type[Provider]] = {
 __all__ = ["PROVIDERS", "Provider", "ProviderPool"]
 
 
+def _close_when_released(provider: Provider) -> None:
+    """Close ``provider``'s connections once nothing holds it any more.
+
+    An evicted provider may be in the middle of a request or a poll on another thread:
+    closing it then would fail that caller. The finalizer must not hold the provider, or it
+    would never run, so it closes a shallow copy, which shares the provider's connections.
+    """
+    weakref.finalize(provider, copy.copy(provider).close)
+
+
 class ProviderPool:
+    """Provider instances shared by every request and thread, one per (name, credentials).
+
+    The operator's providers (built from the server's settings) stay for the pool's life.
+    Callers' (``X-Provider-Key``) are kept most recently used first, at most ``max_cached``;
+    the one evicted is closed only when its last user lets go of it.
+    """
+
     def __init__(self, settings: Settings, max_cached: int = 256):
         self.settings = settings
         self.max_cached = max_cached
-        self._cache: OrderedDict[tuple, Provider] = OrderedDict()
+        self._operator: dict[str, Provider] = {}
+        self._callers: OrderedDict[tuple[str, str], Provider] = OrderedDict()
         self._lock = threading.Lock()
 
     def resolve_name(self, requested: str | None, credentials: str | None = None) -> str:
@@ -56,26 +76,37 @@ class ProviderPool:
         return name
 
     def get(self, name: str, credentials: str | None = None) -> Provider:
-        cache_key = (name, hashlib.sha256(credentials.encode()).hexdigest() if credentials else None)
+        caller_key = (name, hashlib.sha256(credentials.encode()).hexdigest()) if credentials else None
         with self._lock:
-            provider = self._cache.get(cache_key)
-            if provider is not None:
-                self._cache.move_to_end(cache_key)
-                return provider
+            provider = self._cached(name, caller_key)
+        if provider is not None:
+            return provider
         provider = PROVIDERS[name].from_settings(self.settings, credentials)
         with self._lock:
-            existing = self._cache.get(cache_key)
+            existing = self._cached(name, caller_key)
             if existing is not None:
-                provider.close()
+                provider.close()  # another thread built it first; nobody else has this one
                 return existing
-            self._cache[cache_key] = provider
-            while len(self._cache) > self.max_cached:
-                _, old = self._cache.popitem(last=False)
-                old.close()
+            if caller_key is None:
+                self._operator[name] = provider
+                return provider
+            self._callers[caller_key] = provider
+            while len(self._callers) > self.max_cached:
+                _, old = self._callers.popitem(last=False)
+                _close_when_released(old)
+        return provider
+
+    def _cached(self, name: str, caller_key: tuple[str, str] | None) -> Provider | None:
+        if caller_key is None:
+            return self._operator.get(name)
+        provider = self._callers.get(caller_key)
+        if provider is not None:
+            self._callers.move_to_end(caller_key)
         return provider
 
     def close(self) -> None:
         with self._lock:
-            for provider in self._cache.values():
+            for provider in (*self._operator.values(), *self._callers.values()):
                 provider.close()
-            self._cache.clear()
+            self._operator.clear()
+            self._callers.clear()

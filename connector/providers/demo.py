@@ -63,29 +63,35 @@ def _encode_cursor(ts: int) -> str:
 
 
 def _decode_cursor(cursor: Any) -> int | None:
+    """The time a cursor stands for (None: the newest page); ValueError when it is not ours."""
     if cursor is None:
         return None
-    if isinstance(cursor, int):
+    if isinstance(cursor, int) and not isinstance(cursor, bool):
         return cursor
     if isinstance(cursor, str) and cursor.startswith("dm_"):
         raw = cursor[3:]
-        try:
-            return int(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode())
-        except ValueError:
-            pass
-    raise UpstreamError("reported_issue", f"unreadable demo cursor {str(cursor)[:40]!r}", provider="demo")
+        return int(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode())
+    raise ValueError(f"not a demo cursor: {str(cursor)[:40]!r}")
 
 
 class DemoProvider(Provider):
     name = "demo"
     numeric_cursor = False
+    cursor_form = "a string starting with dm_"
 
     def __init__(self, clock: Callable[[], float] = time.time):
         self.clock = clock
 
     @classmethod
     def from_settings(cls, settings: Settings, credentials: str | None = None) -> "DemoProvider":
-        return cls(clock=settings.extra.get("demo_clock", time.time))
+        return cls(clock=settings.clock)
+
+    def accepts_cursor(self, cursor: Any) -> bool:
+        try:
+            _decode_cursor(cursor)
+        except ValueError:
+            return False
+        return True
 
     # -- the synthetic world -----------------------------------------------------
 
@@ -132,7 +138,11 @@ class DemoProvider(Provider):
         count = min(max(1, count or DEFAULT_COUNT), 100)
         total = self._count(handle, which)
         interval = self._interval(handle, which)
-        before = _decode_cursor(cursor)
+        try:
+            before = _decode_cursor(cursor)
+        except ValueError:
+            raise UpstreamError("reported_issue", f"unreadable demo cursor {str(cursor)[:40]!r}",
+                                provider=self.name) from None
         newest = total - 1
         if before is not None:
             # Members who followed strictly before `before`.

@@ -41,6 +41,7 @@ def _error_text(response: httpx.Response) -> str:
 class DumplingProvider(Provider):
     name = "dumpling"
     numeric_cursor = True
+    cursor_form = "a number"
     page_credits = 1  # the seed: "This endpoint costs 1 credit per successful request"
 
     def __init__(self, api_key: str, base_url: str, *, settings: Settings | None = None,
@@ -56,6 +57,13 @@ class DumplingProvider(Provider):
         if not key:
             raise UpstreamError("not_configured", "DUMPLING_API_KEY is not set", provider=cls.name)
         return cls(key, settings.dumpling_base_url, settings=settings, caller_key=bool(credentials))
+
+    def accepts_cursor(self, cursor: Any) -> bool:
+        # The manifest hands digit strings over as ints; anything else would only make
+        # Dumpling answer "reported an issue" (or a 5xx) for what is the caller's mistake.
+        if isinstance(cursor, str):
+            return cursor.isascii() and cursor.isdigit()
+        return isinstance(cursor, int) and not isinstance(cursor, bool) and cursor >= 0
 
     def secrets(self) -> tuple[str, ...]:
         return (self.api_key,)

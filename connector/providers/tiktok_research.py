@@ -11,23 +11,28 @@
   has no "not found" code: unknown, private and hidden accounts come back as
   ``invalid_params`` whose message says so, which is our ``not_found``.
 - Lists give only ``username`` and ``display_name``; every other field is ``None``.
-- The cursor is unix seconds ("followed on or before"). Whether the returned cursor repeats
-  the last item's second is not documented, so a record at the top of a page that was on
-  the page whose cursor was sent is dropped (remembered per provider instance), and a
-  cursor that does not move is stepped back one second.
+- The upstream cursor is unix seconds ("followed on or before"). Whether the returned cursor
+  repeats the last item's second is not documented, so records at the top of a page that
+  ended the page whose cursor was sent are dropped, and a cursor that does not move is
+  stepped back one second. What that needs to remember travels in the cursor we hand out
+  (:func:`encode_cursor`), never in this process: the next page may be served by another
+  worker, or by a fresh instance after the pool evicted this one.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import json
 import threading
 import time
-from collections import OrderedDict
 from typing import Any, Callable
 
 import httpx
 
 from ..config import Settings
-from ..errors import UpstreamError, kind_for_status
+from ..errors import InvalidCursor, UpstreamError, kind_for_status
 from ..records import Page, as_int, as_text, follower_key, profile_record, user_record
 from .base import Provider
 from .http import UpstreamHTTP, read_json
@@ -65,16 +70,65 @@ def kind_for_code(code: str, message: str, status: int) -> str:
     return kind_for_status(status) if status != 200 else "fetch_error"
 
 
+# -- the cursor we hand out ------------------------------------------------------
+
+CURSOR_PREFIX = "tr1."
+# Trailing records of a page that its cursor remembers: the ones the next page may repeat
+# (those followed in the cursor's very second). Keeps a cursor under ~400 characters, well
+# inside minTime's 512; should more share that second, the extra ones may come twice.
+BOUNDARY_IDS = 24
+
+
+def boundary_id(which: str, handle: str, key: str) -> str:
+    """A short digest of a follower key, scoped to one list of one account, so a cursor sent
+    for another list can never drop a follower the two lists share."""
+    digest = hashlib.blake2b(f"{which}\n{handle.lower()}\n{key}".encode(), digest_size=6).digest()
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+def encode_cursor(before: int, boundary: list[str]) -> str:
+    """``tr1.`` + base64url of ``{"t": unix seconds to send upstream, "b": boundary ids}``."""
+    state = json.dumps({"t": before, "b": boundary}, separators=(",", ":"))
+    return CURSOR_PREFIX + base64.urlsafe_b64encode(state.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: Any) -> tuple[int | None, frozenset[str]]:
+    """``(unix seconds, boundary ids)`` of a cursor; ValueError if we never made it.
+
+    A bare number of seconds, what this provider handed out before ``tr1.`` (watches' gaps
+    and walks' state files may still hold one), is read with no boundary.
+    """
+    if cursor is None or cursor == "":
+        return None, frozenset()
+    if isinstance(cursor, str) and cursor.strip().isdigit():
+        cursor = int(cursor.strip())
+    if as_int(cursor) is not None and cursor >= 0:
+        return cursor, frozenset()
+    if isinstance(cursor, str) and cursor.startswith(CURSOR_PREFIX):
+        encoded = cursor[len(CURSOR_PREFIX):]
+        try:
+            state = json.loads(base64.b64decode(encoded + "=" * (-len(encoded) % 4), altchars=b"-_",
+                                                validate=True))
+        except (binascii.Error, ValueError):
+            state = None
+        if isinstance(state, dict) and set(state) == {"t", "b"}:
+            before, boundary = as_int(state["t"]), state["b"]
+            if before is not None and before >= 0 and isinstance(boundary, list) \
+                    and len(boundary) <= BOUNDARY_IDS and all(isinstance(b, str) and len(b) == 8 for b in boundary):
+                return before, frozenset(boundary)
+    raise ValueError(f"not a tiktok_research cursor: {str(cursor)[:40]!r}")
 
 
 class TikTokResearchProvider(Provider):
     name = "tiktok_research"
-    numeric_cursor = True
+    numeric_cursor = False
+    # Bare seconds are still read (decode_cursor) but no longer handed out, so not advertised.
+    cursor_form = f"a string starting with {CURSOR_PREFIX}"
 
     def __init__(self, client_key: str, client_secret: str, base_url: str, *,
                  settings: Settings | None = None, caller_key: bool = False,
                  transport: httpx.BaseTransport | None = None,
-                 clock: Callable[[], float] = time.monotonic, boundary_memory: int = 4096):
+                 clock: Callable[[], float] = time.monotonic):
         self.client_key = client_key
         self.client_secret = client_secret
         self.caller_key = caller_key
@@ -84,10 +138,6 @@ class TikTokResearchProvider(Provider):
         self._token: str | None = None
         self._token_expires = 0.0
         self._token_lock = threading.Lock()
-        # (which, handle, cursor sent next) -> keys of the page that returned that cursor
-        self._boundaries: OrderedDict[tuple, frozenset[str]] = OrderedDict()
-        self._boundary_lock = threading.Lock()
-        self._boundary_memory = boundary_memory
 
     @classmethod
     def from_settings(cls, settings: Settings, credentials: str | None = None) -> "TikTokResearchProvider":
@@ -107,6 +157,13 @@ class TikTokResearchProvider(Provider):
 
     def secrets(self) -> tuple[str, ...]:
         return tuple(s for s in (self.client_secret, self.client_key, self._token) if s)
+
+    def accepts_cursor(self, cursor: Any) -> bool:
+        try:
+            decode_cursor(cursor)
+        except ValueError:
+            return False
+        return True
 
     def close(self) -> None:
         self.http.close()
@@ -248,19 +305,11 @@ class TikTokResearchProvider(Provider):
         }
         return profile_record(user, stats, [])
 
-    @staticmethod
-    def _cursor(cursor: Any) -> int | None:
-        if cursor is None or cursor == "":
-            return None
-        if isinstance(cursor, str) and cursor.strip().isdigit():
-            cursor = int(cursor.strip())
-        if as_int(cursor) is None or cursor < 0:
-            raise UpstreamError("reported_issue", f"cursor {str(cursor)[:40]!r} is not unix seconds",
-                                provider="tiktok_research")
-        return cursor
-
     def _list(self, which: str, handle: str, cursor: Any, count: int | None) -> Page:
-        before = self._cursor(cursor)
+        try:
+            before, boundary = decode_cursor(cursor)
+        except ValueError:
+            raise InvalidCursor(self.name, self.cursor_form, cursor) from None
         body: dict = {"username": handle, "max_count": min(max(1, count or MAX_COUNT), MAX_COUNT)}
         if before is not None:
             body["cursor"] = before
@@ -275,20 +324,14 @@ class TikTokResearchProvider(Provider):
             raise UpstreamError("invalid_data", f"{which} page state malformed", provider=self.name)
         records = [user_record({"uniqueId": i["username"], "nickname": as_text(i.get("display_name"))}, None)
                    for i in items]
-        keys = frozenset(follower_key(r) for r in records)
-        if before is not None:
-            with self._boundary_lock:
-                previous = self._boundaries.get((which, handle, before), frozenset())
-            while records and follower_key(records[0]) in previous:
-                records.pop(0)  # repeated from the previous page ("on or before" the cursor)
-            if has_more and next_cursor >= before:
-                next_cursor = before - 1  # never hand out a cursor that does not move
-        if has_more:
-            with self._boundary_lock:
-                self._boundaries[(which, handle, next_cursor)] = keys
-                while len(self._boundaries) > self._boundary_memory:
-                    self._boundaries.popitem(last=False)
-        return Page(records=records, next_cursor=as_int(next_cursor), max_cursor=None, has_more=has_more,
+        ids = [boundary_id(which, handle, follower_key(r)) for r in records]
+        repeated = 0
+        while repeated < len(ids) and ids[repeated] in boundary:
+            repeated += 1  # the end of the previous page again ("on or before" the cursor)
+        if before is not None and has_more and next_cursor >= before:
+            next_cursor = before - 1  # never hand out a cursor that does not move
+        next_page = encode_cursor(next_cursor, ids[-BOUNDARY_IDS:]) if as_int(next_cursor) is not None else None
+        return Page(records=records[repeated:], next_cursor=next_page, max_cursor=None, has_more=has_more,
                     total=None)
 
     def list_followers(self, handle: str, *, cursor: Any = None, count: int | None = None,

@@ -1,7 +1,9 @@
 """The database: one engine, SQLite by default, PostgreSQL by URL.
 
-``Store(url)`` creates the engine and the tables. Queries live beside the tables they use
-(``keys.py`` for caller keys, credits and rate limits).
+``Store(url)`` creates the engine and checks the schema (:mod:`.migrate`): an empty database
+is created, an out-of-date one is refused unless ``upgrade=True``. Queries live beside the
+tables they use (``keys.py`` for caller keys, credits and rate limits). SQL parameters never
+appear in error messages (``hide_parameters``): they may hold keys and webhook secrets.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import threading
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from . import migrate
 from .schema import metadata
 
 __all__ = ["Store", "metadata", "upsert", "insert_ignore"]
@@ -27,45 +30,24 @@ def _sqlite_pragmas(dbapi_connection, _record):
 
 
 class Store:
-    def __init__(self, url: str):
+    def __init__(self, url: str, *, upgrade: bool = False):
         self.url = url
         if url.startswith("sqlite"):
             self.engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
-                                           pool_size=20, max_overflow=20)
+                                           pool_size=20, max_overflow=20, hide_parameters=True)
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
-            self.engine = sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            self.engine = sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True,
+                                           hide_parameters=True)
         self.dialect = self.engine.dialect.name
         # SQLite lets one writer in at a time and makes the others sleep-poll (1, 2, 5, 10 ms…);
         # queueing this process's writers on a lock instead keeps short writes short.
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
-        self.create_tables()
-
-    def create_tables(self) -> None:
-        # Import the modules that define tables on the shared metadata.
-        from . import schema  # noqa: F401
-        from ..trigger import tables  # noqa: F401
-        metadata.create_all(self.engine)
-        self._add_missing_columns()
-
-    def _add_missing_columns(self) -> None:
-        """Add the nullable columns a newer release defined to tables an older one created
-        (``create_all`` never alters a table), with their indexes."""
-        inspector = sa.inspect(self.engine)
-        with self.engine.begin() as conn:
-            for table in metadata.sorted_tables:
-                have = {c["name"] for c in inspector.get_columns(table.name)}
-                for column in table.columns:
-                    if column.name in have or not column.nullable:
-                        continue
-                    kind = column.type.compile(dialect=self.engine.dialect)
-                    conn.execute(sa.text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
-                    if column.unique:
-                        conn.execute(sa.text(f'CREATE UNIQUE INDEX IF NOT EXISTS uq_{table.name}_{column.name} '
-                                             f'ON {table.name} ("{column.name}")'))
-            for table in metadata.sorted_tables:
-                for index in table.indexes:
-                    index.create(conn, checkfirst=True)
+        try:
+            migrate.ensure(self.engine, allow_upgrade=upgrade)
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def begin(self):
         return self.engine.begin()

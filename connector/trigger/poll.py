@@ -25,7 +25,6 @@ from .billing import Tab, load_callers, paying_subscriptions
 from .crypto import decrypt_credentials
 from .detect import LoopDetected, Walk, keyed, walk
 from .leases import LeaseLost, claim_watch, new_owner, release_watch, renew_lease
-from .options import TriggerOptions
 from .outbox import Found, commit_poll
 from .tables import seen_followers, subscriptions
 from .watches import dump_gaps, get_watch, load_gaps, trigger_manifest
@@ -60,7 +59,7 @@ class _Poll:
 
     def __init__(self, svc, wid: str, owner: str, subscriber: Caller | None):
         self.svc, self.wid, self.owner, self.subscriber = svc, wid, owner, subscriber
-        self.opts = TriggerOptions.from_settings(svc.settings)
+        self.opts = svc.settings.worker
         self.manifest = trigger_manifest(svc.manifests)
         self.now = svc.clock()
         self.page_payers: list[frozenset] = []     # who may receive each page read, in order
@@ -234,7 +233,7 @@ def poll_in_request(svc, wid: str, *, due_only: bool, subscriber: Caller | None 
     """Poll a watch inside an HTTP request, at most ``request_page_budget`` pages, if its
     lease is free (None when another poller holds it: its poll stands)."""
     owner = new_owner()
-    opts = TriggerOptions.from_settings(svc.settings)
+    opts = svc.settings.worker
     if not claim_watch(svc.store, wid, owner, opts.lease_seconds, due_only=due_only, now=svc.clock()):
         return None
     try:

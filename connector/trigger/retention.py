@@ -15,7 +15,6 @@ from collections import Counter
 
 import sqlalchemy as sa
 
-from .options import TriggerOptions
 from .tables import deliveries, delivery_attempts, events, inbox, subscriptions
 from .watches import delete_subscription
 
@@ -38,7 +37,7 @@ def prune(svc) -> Counter:
     """One retention pass at ``svc.clock()``; returns how many rows of each kind went."""
     now = svc.clock()
     settings = svc.settings
-    batch = TriggerOptions.from_settings(settings).prune_batch
+    batch = settings.worker.prune_batch
     cutoff = now - settings.retention_seconds
     store = svc.store
     counts: Counter = Counter()

@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from ..errors import redact
 from .deliver import Claimed, Outcome, claim_due_deliveries, deliver_one
-from .options import TriggerOptions, delivery_lease
+from .options import delivery_lease
 
 log = logging.getLogger("connector.trigger")
 
@@ -26,7 +26,7 @@ log = logging.getLogger("connector.trigger")
 class Sender:
     def __init__(self, svc, *, threads: int | None = None, rng=None, resolve=None):
         self.svc = svc
-        opts = TriggerOptions.from_settings(svc.settings)
+        opts = svc.settings.worker
         self.threads = threads or opts.delivery_threads
         self.idle_sleep = opts.idle_sleep
         self.per_host = svc.settings.delivery_per_host

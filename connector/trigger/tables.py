@@ -1,6 +1,8 @@
 """The trigger's tables, on the shared :data:`connector.store.schema.metadata`.
 
 Times are unix seconds (floats): they compare the same way on SQLite and PostgreSQL.
+The database is built and changed by the migrations in ``connector/store/migrations``;
+a change here needs a migration there (``tests/test_migrations.py`` compares the two).
 What a key may see is written down per subscription: a hook's ``deliveries`` and a polling
 subscription's ``inbox`` hold only events from pages that key paid for.
 """
@@ -69,7 +71,7 @@ subscriptions = sa.Table(
     sa.Column("event", sa.String(40), nullable=False),
     sa.Column("target_url", sa.Text, nullable=True),
     sa.Column("target_host", sa.String(300), nullable=True),      # host:port, for per-host delivery caps
-    sa.Column("dedupe_key", sa.String(64), nullable=True, unique=True),  # hooks: sha256 of key, watch, event, URL
+    sa.Column("dedupe_key", sa.String(64), nullable=True),      # hooks: sha256 of key, watch, event, URL
     sa.Column("secret", sa.String(80), nullable=True),
     sa.Column("request_source", sa.String(32), nullable=False),
     sa.Column("status", sa.String(20), nullable=False),           # see SUBSCRIPTION_STATUSES
@@ -81,6 +83,7 @@ subscriptions = sa.Table(
     sa.Column("last_called_at", sa.Float, nullable=True),         # poll: last request; hook: last delivery
     sa.Index("ix_subscriptions_watch", "watch_id"),
     sa.Index("ix_subscriptions_key", "key_id"),
+    sa.Index("uq_subscriptions_dedupe", "dedupe_key", unique=True),
 )
 
 deliveries = sa.Table(

@@ -6,22 +6,18 @@ a pool of their own; work is claimed in batches with leases (``FOR UPDATE SKIP L
 PostgreSQL), so several worker processes share it; on SQLite run one. One polling pass only
 takes what was due when it started, so a watch with a backlog waits for the next pass
 instead of spinning. Retention (:mod:`.retention`) runs every ``prune_every`` seconds.
+The ``connector poll`` command that runs it is the CLI's (``connector/cli/worker.py``).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
-import click
-
 from ..errors import redact
 from .leases import claim_due_watches, new_owner, release_watch
-from .options import TriggerOptions
 from .poll import poll_watch
 from .retention import prune
 from .sender import Sender
@@ -61,7 +57,7 @@ def _drain(claim, work, threads: int, stop: threading.Event | None) -> list:
 def poll_due_watches(svc, owner: str | None = None, *, stop: threading.Event | None = None) -> PassStats:
     """Poll every watch that is due and paid for; returns what the pass did."""
     owner = owner or new_owner()
-    opts = TriggerOptions.from_settings(svc.settings)
+    opts = svc.settings.worker
     started = svc.clock()
 
     def claim(limit: int):
@@ -90,7 +86,7 @@ def poll_due_watches(svc, owner: str | None = None, *, stop: threading.Event | N
 def run_worker(svc, *, once: bool = False, stop: threading.Event | None = None) -> None:
     """Poll, deliver and prune until stopped (or one pass of each with ``once``)."""
     stop = stop or threading.Event()
-    opts = TriggerOptions.from_settings(svc.settings)
+    opts = svc.settings.worker
     owner = new_owner()
     if once:
         polled = poll_due_watches(svc, owner, stop=stop)
@@ -122,48 +118,3 @@ def run_worker(svc, *, once: bool = False, stop: threading.Event | None = None) 
     finally:
         stop.set()
         sender_thread.join(svc.settings.delivery_timeout + 5)
-
-
-ENV_OPTIONS = {"CONNECTOR_POLL_PAGE_BUDGET": ("page_budget", int),
-               "CONNECTOR_POLL_LEASE_SECONDS": ("lease_seconds", float),
-               "CONNECTOR_POLL_THREADS": ("poll_threads", int),
-               "CONNECTOR_DELIVERY_THREADS": ("delivery_threads", int),
-               "CONNECTOR_POLL_IDLE_SLEEP": ("idle_sleep", float)}
-
-
-@click.command("poll")
-@click.option("--once", is_flag=True, help="One pass (poll due watches, deliver due webhooks, prune), then exit.")
-def poll_command(once):
-    """Poll due watches for new followers and deliver webhooks (the Procfile's worker)."""
-    from flask import Flask
-
-    from ..app import build_services
-    from ..cli import load_settings
-    from ..manifests import ManifestError
-
-    settings = load_settings()
-    extra = dict(settings.extra)
-    for name, (key, kind) in ENV_OPTIONS.items():
-        raw = os.environ.get(name, "").strip()
-        if raw:
-            try:
-                extra[key] = kind(raw)
-            except ValueError:
-                raise click.ClickException(f"{name} must be a number, got {raw!r}.") from None
-            if extra[key] <= 0:
-                raise click.ClickException(f"{name} must be more than 0, got {raw!r}.")
-    settings = settings.replace(extra=extra)
-    try:
-        svc = build_services(settings, Flask("connector.app", instance_relative_config=True).instance_path)
-    except ManifestError as exc:
-        raise click.ClickException(str(exc)) from None
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    click.echo(f"Polling every {settings.poll_interval}s per watch"
-               + (" (one pass)" if once else "; Ctrl-C stops"), err=True)
-    try:
-        run_worker(svc, once=once, stop=stop)
-    finally:
-        svc.providers.close()
-        svc.store.dispose()

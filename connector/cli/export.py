@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
+from ..export import EXPORTERS
 from ..manifests import ManifestError, load_manifests
-from . import EXPORTERS
+from .base import load_settings
 
 MANIFESTS_OPTION = click.option("--manifests", "manifests_dir", type=click.Path(file_okay=False), default=None,
                                 help="Manifests folder (default: the service's).")
@@ -15,7 +16,6 @@ MANIFESTS_OPTION = click.option("--manifests", "manifests_dir", type=click.Path(
 
 def _load(manifests_dir):
     if manifests_dir is None:
-        from ..cli import load_settings
         manifests_dir = load_settings().manifests_dir
     try:
         return load_manifests(manifests_dir)
@@ -36,22 +36,20 @@ def export():
     """Write the Zapier integration, the Make app or the OpenAPI document."""
 
 
-@export.command("zapier")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for package.json, index.js and definition.json.")
-@MANIFESTS_OPTION
-def export_zapier(out, manifests_dir):
-    """A Zapier CLI integration (push it with `zapier-platform push`)."""
-    _write_tree(EXPORTERS["zapier"].render(_load(manifests_dir)), out)
+def _tree_command(name: str, folder_help: str, doc: str):
+    """``connector export zapier|make``: the exporter's files into a folder."""
+    @export.command(name, help=doc)
+    @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help=folder_help)
+    @MANIFESTS_OPTION
+    def command(out, manifests_dir):
+        _write_tree(EXPORTERS[name].render(_load(manifests_dir)), out)
+    return command
 
 
-@export.command("make")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for the Make app (makecomapp.json and its files).")
-@MANIFESTS_OPTION
-def export_make(out, manifests_dir):
-    """A Make custom app in the Apps SDK local-development layout."""
-    _write_tree(EXPORTERS["make"].render(_load(manifests_dir)), out)
+export_zapier = _tree_command("zapier", "Folder for package.json, index.js and definition.json.",
+                              "A Zapier CLI integration (push it with `zapier-platform push`).")
+export_make = _tree_command("make", "Folder for the Make app (makecomapp.json and its files).",
+                            "A Make custom app in the Apps SDK local-development layout.")
 
 
 @export.command("openapi")

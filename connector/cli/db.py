@@ -1,0 +1,45 @@
+"""``connector db``: where the database schema stands, and upgrading it."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from sqlalchemy import create_engine
+
+from ..store import migrate
+from .base import database_url, load_settings
+
+@click.group()
+def db():
+    """The database schema: see where it stands, upgrade it."""
+
+
+@db.command("upgrade")
+def db_upgrade():
+    """Migrate the database (CONNECTOR_DATABASE_URL) to this release's schema. Back it up first."""
+    engine = create_engine(database_url(load_settings()), hide_parameters=True)
+    try:
+        before, after = migrate.upgrade(engine)
+    except migrate.SchemaError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        engine.dispose()
+    if before == after:
+        click.echo(f"The database is up to date (revision {after}).")
+    else:
+        click.echo(f"Upgraded the database from {before or 'nothing'} to revision {after}.")
+
+
+@db.command("status")
+def db_status():
+    """Say whether the database's schema is the one this release needs."""
+    engine = create_engine(database_url(load_settings()))
+    try:
+        state, current = migrate.state(engine), migrate.revision(engine)
+    finally:
+        engine.dispose()
+    click.echo(f"{state}: the database is at {current or 'no revision'}; this release needs {migrate.head()}.")
+    if state in ("outdated", "legacy"):
+        click.echo(f"Run `{migrate.UPGRADE_COMMAND}` (after a backup).")
+        sys.exit(1)

@@ -1,0 +1,10 @@
+"""Alembic's entry point: migrations run on the connection :mod:`connector.store.migrate` passes in."""
+
+from alembic import context
+
+from connector.store.schema import metadata
+from connector.trigger import tables  # noqa: F401  (the trigger's tables are on the same metadata)
+
+context.configure(connection=context.config.attributes["connection"], target_metadata=metadata)
+with context.begin_transaction():
+    context.run_migrations()
