@@ -12,7 +12,7 @@ import logging
 from flask import Flask, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from .api import actions, hooks, meta, triggers
+from .api import actions, errors, hooks, meta, triggers
 from .api.common import unexpected
 from .config import Settings
 from .errors import ConnectorError, install_log_filter
@@ -64,9 +64,10 @@ def create_app(test_config: Settings | dict | None = None) -> Flask:
 
     @app.errorhandler(ConnectorError)
     def connector_error(exc: ConnectorError):
-        response = jsonify({"error": exc.message})
-        response.status_code = exc.status
-        response.headers.update(exc.headers)
+        body, status, headers = errors.answer(exc)
+        response = jsonify(body)
+        response.status_code = status
+        response.headers.update(headers)
         return response
 
     @app.errorhandler(HTTPException)

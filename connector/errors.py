@@ -1,19 +1,24 @@
-"""Every error a caller can see, and the one table that gives each its status.
+"""Every error a caller can see: the domain's error tree, with user-facing messages.
 
-    ConnectorError                 status + user-facing message (never a secret, never a traceback)
-     ├── BadRequest          400   malformed JSON, wrong types, unknown fields, bad handles
-     │    └── InvalidCursor          a cursor the chosen provider cannot page from
-     ├── Unauthorized        401   missing, unknown or revoked caller key
-     ├── InsufficientCredits 403   the caller key cannot pay for the request
-     ├── QuotaExceeded       403   the caller key holds as many hooks or watched accounts as allowed
-     ├── NotFoundError       404   unknown route or resource
-     ├── Conflict            409   the resource changed underneath the request; try again
-     ├── RateLimited         429   the caller key is over its per-minute limit (carries Retry-After)
-     └── UpstreamError             the data provider failed; its ``kind`` picks the status
-                                   from UPSTREAM_STATUS and the message from the action's manifest
+    ConnectorError          a user-facing message (never a secret, never a traceback)
+     ├── BadRequest          malformed JSON, wrong types, unknown fields, bad handles
+     │    ├── InvalidCursor  a cursor the chosen provider cannot page from
+     │    └── NotOffered     the chosen provider does not offer the operation
+     ├── Unauthorized        missing, unknown or revoked caller key
+     ├── InsufficientCredits the caller key cannot pay for the request
+     ├── QuotaExceeded       the caller key holds as many hooks or watched accounts as allowed
+     ├── NotFoundError       unknown route or resource
+     ├── Conflict            the resource changed underneath the request; try again
+     ├── PayloadTooLarge     a request body over the limit
+     ├── RateLimited         the caller key is over its per-minute limit (``retry_after``)
+     └── UpstreamError       the data provider failed; its ``kind`` (:data:`UPSTREAM_KINDS`)
+                             picks the message from the action's manifest
 
-Providers raise :class:`UpstreamError` with a kind and an internal ``detail`` for the logs;
-the route turns it into the seed document's status and message for that action.
+Code below the edges raises these and knows nothing of HTTP or terminals: the HTTP edge
+(:mod:`connector.api.errors`) gives each its status and headers in one table, the CLI
+(:mod:`connector.cli.base`) its wording. A message that names how the caller chose a
+provider says :data:`PROVIDER_OPTION` / :data:`PROVIDER_KEY_OPTION`; each edge fills in its
+own words with :func:`worded` (the ``X-Provider`` headers, the ``--provider`` options).
 
 Where a seed document fixes a message, a caller's message starts with the seed's words and
 adds, in a second sentence, what to fix. :func:`redact` and :class:`RedactingFilter` keep
@@ -36,8 +41,13 @@ __all__ = [
     "Conflict",
     "RateLimited",
     "InvalidCursor",
+    "NotOffered",
+    "PayloadTooLarge",
     "UpstreamError",
-    "UPSTREAM_STATUS",
+    "UPSTREAM_KINDS",
+    "PROVIDER_OPTION",
+    "PROVIDER_KEY_OPTION",
+    "worded",
     "RETRYABLE_KINDS",
     "kind_for_status",
     "redact",
@@ -51,19 +61,29 @@ KEY_HEADERS = "'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
 NO_CREDITS = "Insufficient credits. Please top up your account."
 RATE_LIMITED = "Rate limit exceeded. Please try again later."
 
+# How a caller chose its provider and provider key; each edge says it in its own words.
+# (Not in braces: messages pass through str.format.)
+PROVIDER_OPTION = "[provider option]"
+PROVIDER_KEY_OPTION = "[provider key option]"
+
+
+def worded(message: str, words: dict[str, str]) -> str:
+    """``message`` with the edge's words for :data:`PROVIDER_OPTION` and :data:`PROVIDER_KEY_OPTION`."""
+    for token, word in words.items():
+        message = message.replace(token, word)
+    return message
+
 
 class ConnectorError(Exception):
-    status = 500
     message = "An unexpected server error occurred."
 
-    def __init__(self, message: str | None = None, *, headers: dict | None = None):
+    def __init__(self, message: str | None = None):
         super().__init__(message or self.message)
         self.message = message or self.message
-        self.headers = headers or {}
 
 
 class BadRequest(ConnectorError):
-    status = 400
+    """The request itself is wrong; the message says what to fix."""
 
 
 class InvalidCursor(BadRequest):
@@ -83,37 +103,41 @@ class InvalidCursor(BadRequest):
                 f"({self.form} for {self.provider}); got {shown}.")
 
 
+class NotOffered(BadRequest):
+    """The provider chosen for a request does not offer its operation (the provider says why)."""
+
+    def __init__(self, provider: str, what: str, reason: str):
+        super().__init__(f"The {provider} provider does not offer {what}: {reason}. "
+                         f"Choose another provider with {PROVIDER_OPTION}.")
+
+
 class Unauthorized(ConnectorError):
-    status = 401
     message = INVALID_KEY
 
 
 class InsufficientCredits(ConnectorError):
-    status = 403
     message = NO_CREDITS
 
 
 class QuotaExceeded(ConnectorError):
-    status = 403
+    """The caller key holds as many hooks or watched accounts as it may."""
 
 
 class NotFoundError(ConnectorError):
-    status = 404
     message = "Not found."
 
 
 class Conflict(ConnectorError):
-    status = 409
+    """What the request changes changed underneath it; trying again works."""
 
 
 class PayloadTooLarge(ConnectorError):
-    status = 413
+    """The request body is over the limit."""
 
 
 class RateLimited(ConnectorError):
     """The caller's own per-minute limit (the upstream's is ``UpstreamError("rate_limited")``)."""
 
-    status = 429
     message = RATE_LIMITED
 
     def __init__(self, retry_after: int, message: str | None = None, *, limit: int | None = None):
@@ -121,39 +145,40 @@ class RateLimited(ConnectorError):
         if message is None and limit is not None:
             message = (f"{RATE_LIMITED} This is your API key's limit of {limit} "
                        f"request{'' if limit == 1 else 's'} a minute; it resets in {seconds} s.")
-        super().__init__(message, headers={"Retry-After": str(seconds)})
-        self.retry_after = retry_after
+        super().__init__(message)
+        self.retry_after = seconds
 
 
-# kind -> HTTP status the caller sees (contract section 4; the seed documents' table).
-UPSTREAM_STATUS = {
-    "could_not_process": 400,     # the upstream refused the handle itself
-    "reported_issue": 400,        # the upstream refused the request for another reason
-    "provider_key_rejected": 401,  # a caller-supplied X-Provider-Key was refused: the caller must fix it
-    "not_found": 404,             # missing, private or hidden account
-    "not_configured": 500,        # no provider has credentials: the operator must act
-    "auth_failed": 500,           # the operator's provider credentials were refused
-    "unexpected": 500,            # a bug of ours; details only in the log
-    "unavailable": 502,           # upstream down, timing out or answering 5xx
-    "invalid_data": 502,          # upstream answered 200 with a body we cannot read
-    "fetch_error": 502,           # upstream failed in a way we cannot classify
-    "rate_limited": 503,          # the upstream's own rate limit or quota
-}
+# What can go wrong upstream, and who must act; the HTTP edge gives each its status
+# (contract section 4, the seed documents' table).
+UPSTREAM_KINDS = (
+    "could_not_process",      # the upstream refused the handle itself
+    "reported_issue",         # the upstream refused the request for another reason
+    "provider_key_rejected",  # a caller-supplied provider key was refused: the caller must fix it
+    "not_found",              # missing, private or hidden account
+    "not_configured",         # no provider has credentials: the operator must act
+    "auth_failed",            # the operator's provider credentials were refused
+    "unexpected",             # a bug of ours; details only in the log
+    "unavailable",            # upstream down, timing out or answering 5xx
+    "invalid_data",           # upstream answered 200 with a body we cannot read
+    "fetch_error",            # upstream failed in a way we cannot classify
+    "rate_limited",           # the upstream's own rate limit or quota
+)
 
 # Kinds worth another try later (by the poller, or by the caller after Retry-After).
 RETRYABLE_KINDS = frozenset({"unavailable", "fetch_error", "rate_limited", "invalid_data"})
 
 # Messages for kinds that no manifest words (they do not depend on the action).
 GENERIC_MESSAGES = {
-    "provider_key_rejected": "The {provider} provider rejected the key sent in X-Provider-Key. "
+    "provider_key_rejected": "The {provider} provider rejected the key sent in " + PROVIDER_KEY_OPTION + ". "
     "Check the provider key in your connection settings.",
 }
 
 # Second sentences for seed messages that do not say whose limit or whose key is missing.
 UPSTREAM_RATE_LIMITED = ("This is the {provider} data provider's limit on this service, not your "
                          "API key's; try again in {seconds} s.")
-PROVIDER_KEY_NEEDED = ("This server has no key for the {provider} provider named in X-Provider: "
-                       "send your own {provider} key{form} in the X-Provider-Key header.")
+PROVIDER_KEY_NEEDED = ("This server has no key for the {provider} provider named in " + PROVIDER_OPTION + ": "
+                       "send your own {provider} key{form} with " + PROVIDER_KEY_OPTION + ".")
 
 
 class UpstreamError(ConnectorError):
@@ -161,14 +186,13 @@ class UpstreamError(ConnectorError):
 
     def __init__(self, kind: str, detail: str = "", *, retry_after: float | None = None,
                  provider: str | None = None):
-        if kind not in UPSTREAM_STATUS:
+        if kind not in UPSTREAM_KINDS:
             raise ValueError(f"unknown upstream error kind {kind!r}")
         super().__init__(f"{kind}: {detail}" if detail else kind)
         self.kind = kind
         self.detail = detail
         self.retry_after = retry_after
         self.provider = provider
-        self.status = UPSTREAM_STATUS[kind]
 
     def user_message(self, messages: dict[str, str], handle: str | None = None) -> str:
         template = messages.get(self.kind) or GENERIC_MESSAGES.get(self.kind) or messages["unexpected"]

@@ -1,6 +1,7 @@
 """The services the web app, the worker and the CLI share, built without Flask.
 
-``build_services(settings)`` loads and checks the manifests, opens the database (checking
+``build_services(settings)`` loads the manifests and checks them, against every provider
+too (:mod:`.providers.contract`), opens the database (checking
 its schema), and makes the key store and the provider pool. The web app (``app.py``) and
 every command (``cli/``) build them the same way; nothing here knows HTTP or the CLI.
 """
@@ -15,6 +16,7 @@ from typing import Callable
 from .config import Settings
 from .manifests import Manifest, load_manifests
 from .providers import ProviderPool
+from .providers.contract import check_providers
 from .store import Store
 from .store.keys import KeyStore
 
@@ -56,6 +58,7 @@ def build_services(settings: Settings, *, upgrade: bool | None = None) -> Servic
     """Everything a process needs. The database schema is created when the database is
     empty; an out-of-date one is upgraded only with ``upgrade`` (default: on the demo)."""
     manifests = load_manifests(settings.manifests_dir)
+    check_providers(manifests)
     if upgrade is None:
         upgrade = settings.provider == "demo"
     store = Store(settings.database_url or default_database_url(), upgrade=upgrade)

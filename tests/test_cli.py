@@ -101,3 +101,13 @@ def test_serve_demo_with_existing_keys_says_how_to_get_one(env):
         proc.communicate(timeout=30)
     assert "Caller keys exist already" in "".join(lines)
     assert "export KEY=" not in "".join(lines)
+
+
+def test_the_cli_names_its_own_options_where_http_names_headers(env):
+    done = run(env, "followers", "stoolpresidente", "--provider", "nope")
+    assert done.returncode == 1
+    assert "Unknown provider 'nope' in --provider. Use one of:" in done.stderr
+    assert "X-Provider" not in done.stderr and "[provider option]" not in done.stderr
+    env = dict(env, CONNECTOR_PROVIDER_KEY="k")
+    done = run(env, "followers", "stoolpresidente")
+    assert "--provider-key was sent without --provider" in done.stderr

@@ -151,7 +151,7 @@ def test_x_provider_without_its_key_says_to_send_x_provider_key(demo, route, pro
     assert r.status_code == 500  # the seed's "Service not configured", with what the caller can do
     message = r.json()["error"]
     assert message.startswith("Service not configured. Please contact support. ")
-    assert f"send your own {provider} key{form} in the X-Provider-Key header" in message
+    assert f"send your own {provider} key{form} with X-Provider-Key" in message
 
 
 def _sql_error() -> sa.exc.IntegrityError:

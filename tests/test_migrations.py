@@ -72,6 +72,9 @@ def test_the_migrations_build_the_schema_the_code_uses(database_url):
     store = Store(database_url)
     with store.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        if store.dialect == "sqlite":   # the CHECK that keeps credits from going negative survived
+            ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'api_keys'").scalar_one()
+            assert "credits_not_negative" in ddl
     assert migrate.state(store.engine) == "current"
     store.dispose()
 
@@ -137,7 +140,7 @@ def fill_previous_release(url: str, target: str) -> dict:
 
 
 def test_a_previous_release_database_is_refused_then_upgraded_with_its_data(database_url, serve, dumpling,  # noqa: F811
-                                                                           receiver):
+                                                                           receiver):  # noqa: F811
     previous_release_schema(database_url)
     before = fill_previous_release(database_url, receiver.url)
 

@@ -12,7 +12,7 @@ import pytest
 
 from connector.config import Settings
 from connector.providers import ProviderPool
-from connector.providers.paging import iter_pages
+from tests.paging import iter_pages
 from connector.providers.tiktok_research import TikTokResearchProvider
 from connector.trigger.detect import walk
 from tests.fakes import FakeTikTokResearch, FakeWorld

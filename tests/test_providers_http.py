@@ -12,7 +12,8 @@ from connector.config import Settings
 from connector.errors import UpstreamError
 from connector.providers.dumpling import DumplingProvider
 from connector.providers.http import RetryPolicy, UpstreamHTTP, parse_retry_after, read_json
-from connector.providers.paging import Paginator, iter_pages
+from connector.providers.paging import Paginator
+from tests.paging import iter_pages
 from connector.records import Page
 from tests.fakes import FakeDumpling, FakeWorld
 

@@ -12,7 +12,7 @@ from connector.config import Settings
 from connector.errors import BadRequest, UpstreamError
 from connector.providers.socialfetch import SocialFetchProvider
 from connector.providers.tiktok_research import TikTokResearchProvider, kind_for_code
-from connector.providers.paging import iter_pages
+from tests.paging import iter_pages
 from tests.fakes import FakeSocialFetch, FakeTikTokResearch, FakeWorld
 
 FAST = dict(upstream_max_attempts=2, upstream_backoff_base=0.01, upstream_backoff_cap=0.02, upstream_deadline=3.0)

@@ -269,7 +269,7 @@ def test_a_commit_that_fails_refunds_every_credit(live, world, receiver, monkeyp
 
 
 def test_a_hook_failing_for_days_is_disabled_until_its_owner_enables_it(serve, database_url, world,  # noqa: F811
-                                                                       dumpling):
+                                                                       dumpling):  # noqa: F811
     live = serve(trigger_settings(dumpling, database_url, hook_disable_after=3 * DAY,
                                   webhook_retry_schedule=(3600,) * 5))
     svc = live.services
@@ -356,7 +356,7 @@ def test_a_claimed_delivery_outlives_its_longest_attempt(live, world, receiver):
 
 
 def test_retention_prunes_old_rows_in_batches_and_expires_idle_polling(serve, dumpling, world, database_url,  # noqa: F811
-                                                                      receiver):
+                                                                      receiver):  # noqa: F811
     world.add_account("second", followers=10)
     live = serve(trigger_settings(dumpling, database_url, worker={"prune_batch": 7}))
     svc = live.services
@@ -443,7 +443,7 @@ def test_slow_names_never_hold_up_another_lookup():
 
 
 def test_a_late_subscriber_neither_pays_for_nor_receives_an_older_backlog(serve, dumpling, world,  # noqa: F811
-                                                                          sqlite_url, receiver):
+                                                                          sqlite_url, receiver):  # noqa: F811
     live = serve(trigger_settings(dumpling, sqlite_url, worker={"page_budget": 2}))
     svc = live.services
     a_raw, _ = svc.keys.create(name="A")

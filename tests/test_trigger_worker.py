@@ -85,7 +85,8 @@ def test_poller_killed_mid_poll_loses_and_repeats_nothing(serve, sqlite_url, rec
             worker.wait(10)
             killed += 1
             assert receiver.requests == []                      # nothing was committed, nothing sent
-            time.sleep(1.1)                                      # the dead poller's lease expires
+            with live.services.store.begin() as conn:           # the dead poller's lease has expired
+                conn.execute(watches.update().values(lease_expires_at=0))
         worker = start_worker(env)
         try:
             wait_for(lambda: len(receiver.delivered()) >= len(new), 60, "every event to be delivered")
@@ -188,15 +189,17 @@ def claimed_watch(serve, fake, sqlite_url, credits=None, lease=0.3):
 
 def test_a_long_poll_renews_its_lease(serve, four_pages, sqlite_url, monkeypatch):
     svc, wid, _, _ = claimed_watch(serve, four_pages, sqlite_url, lease=0.3)
+    now = [time.time()]
+    svc.clock = lambda: now[0]
     calls, taken = [], []
     reserve = svc.keys.reserve
 
     def slow_reserve(caller, cost):          # the poll outlasts its first lease ...
         calls.append(1)
         if len(calls) == 2:
-            time.sleep(0.45)
+            now[0] += 0.45
         if len(calls) == 3:                  # ... and another poller tries to take the watch
-            taken.append(claim_watch(svc.store, wid, "thief", 0.3, due_only=False, now=time.time()))
+            taken.append(claim_watch(svc.store, wid, "thief", 0.3, due_only=False, now=svc.clock()))
         return reserve(caller, cost)
     monkeypatch.setattr(svc.keys, "reserve", slow_reserve)
     result = poll_watch(svc, wid, "me")

@@ -26,6 +26,7 @@ def make_view(manifest: Manifest):
         provider = None
         try:
             provider = provider_for_request()
+            perform = provider.operation(manifest.operation, manifest.label.lower())   # NotOffered: a 400
             if cursor_key is not None:
                 try:
                     provider.check_cursor(values.get(cursor_key))
@@ -34,7 +35,7 @@ def make_view(manifest: Manifest):
             if not svc.keys.reserve(caller, manifest.cost):
                 raise InsufficientCredits()
             try:
-                result = getattr(provider, manifest.operation)(**manifest.provider_args(values))
+                result = perform(**manifest.provider_args(values))
             except BaseException:
                 svc.keys.refund(caller, manifest.cost)
                 raise

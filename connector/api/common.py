@@ -131,8 +131,8 @@ def counted_body(caller: Caller, action: str) -> Any:
 
 
 def upstream_failure(manifest: Manifest, exc: UpstreamError, handle: str | None,
-                     secrets_: tuple[str, ...] = ()) -> ConnectorError:
-    """The caller-facing error for a provider failure, logged without secrets.
+                     secrets_: tuple[str, ...] = ()) -> UpstreamError:
+    """The provider failure worded for the caller (logged without secrets).
 
     The seed's message, then whose limit an upstream rate limit is, or that a provider named
     in X-Provider needs a key this server lacks.
@@ -141,18 +141,15 @@ def upstream_failure(manifest: Manifest, exc: UpstreamError, handle: str | None,
                 redact(exc.detail, secrets_))
     message = exc.user_message(manifest.errors, handle)
     provider = exc.provider or "upstream"
-    headers = {}
     if exc.kind == "rate_limited":
         seconds = max(1, int(exc.retry_after or 60))
-        headers["Retry-After"] = str(seconds)
         message += " " + UPSTREAM_RATE_LIMITED.format(provider=provider, seconds=seconds)
     elif (exc.kind == "not_configured" and (request.headers.get("X-Provider") or "").strip()
           and not (request.headers.get("X-Provider-Key") or "").strip()):
         form = PROVIDER_KEY_FORMS.get(provider)
         message += " " + PROVIDER_KEY_NEEDED.format(provider=provider, form=f" ({form})" if form else "")
-    error = ConnectorError(message, headers=headers)
-    error.status = exc.status
-    return error
+    exc.message = message      # its status and Retry-After come from its kind at the edge
+    return exc
 
 
 def unexpected(manifest: Manifest | None, exc: BaseException) -> ConnectorError:

@@ -7,10 +7,20 @@ import logging
 import click
 
 from ..config import ConfigError, Settings
+from ..errors import PROVIDER_KEY_OPTION, PROVIDER_OPTION, ConnectorError, worded
 from ..services import default_database_url
 from ..store import Store
 from ..store.keys import KeyStore
 from ..store.migrate import SchemaError
+
+
+# The CLI's words for the caller's provider choice (the HTTP edge says X-Provider headers).
+CLI_WORDS = {PROVIDER_OPTION: "--provider", PROVIDER_KEY_OPTION: "--provider-key"}
+
+
+def fail(exc: ConnectorError, extra: str = "") -> click.ClickException:
+    """A domain error as the terminal shows it: the one place the CLI words errors."""
+    return click.ClickException(worded(exc.message, CLI_WORDS) + extra)
 
 
 def load_settings(**overrides) -> Settings:

@@ -21,14 +21,14 @@ from pathlib import Path
 import click
 
 from ..config import Settings
-from ..errors import BadRequest, UpstreamError, redact
+from ..errors import BadRequest, UpstreamError, redact, worded
 from ..handles import normalize_handle
 from ..manifests import ManifestError, load_manifests
 from ..providers import ProviderPool
 from ..records import follower_key
 from ..records import FOLLOWER_STATS_FIELDS, FOLLOWER_USER_FIELDS
 from ..walk import CSV_FIELDS, WalkStats, walk
-from .base import load_settings
+from .base import CLI_WORDS, fail, load_settings
 
 STATE_VERSION = 1
 PROGRESS_INTERVAL = 0.1  # seconds between two redraws of the progress line
@@ -62,8 +62,7 @@ def followers_command(handle, following, limit, fmt, out, resume, provider_name,
     try:
         provider = pool.get(pool.resolve_name(provider_name, provider_key), provider_key or None)
     except BadRequest as exc:
-        raise click.ClickException(exc.message.replace("X-Provider-Key", "--provider-key")
-                                   .replace("X-Provider", "--provider")) from None
+        raise fail(exc) from None
     except UpstreamError as exc:
         raise click.ClickException(_explain(exc, settings, which, name, ())) from None
 
@@ -146,7 +145,7 @@ def _explain(exc: UpstreamError, settings: Settings, which: str, handle: str, se
         message = exc.user_message(messages, handle)
     except (ManifestError, KeyError):
         message = exc.kind.replace("_", " ")
-    return f"{message} ({exc.provider or 'provider'}: {redact(exc.detail, secrets)})"
+    return worded(f"{message} ({exc.provider or 'provider'}: {redact(exc.detail, secrets)})", CLI_WORDS)
 
 
 # -- output files ----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ..manifests import ManifestError, load_manifests
+from ..providers.contract import check_providers
 from .base import load_settings
 
 @click.group()
@@ -20,6 +21,7 @@ def manifests_check(directory):
     settings = load_settings()
     try:
         loaded = load_manifests(directory or settings.manifests_dir)
+        check_providers(loaded)
     except ManifestError as exc:
         raise click.ClickException(str(exc)) from None
     for key, manifest in loaded.items():

@@ -8,7 +8,7 @@ response schemas and every error status a caller can meet.
 from __future__ import annotations
 
 from .. import __version__
-from ..errors import UPSTREAM_STATUS
+from ..api.errors import UPSTREAM_STATUS
 from .common import PROVIDER_NAMES, as_data, dump_json
 
 JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean",
@@ -190,13 +190,14 @@ QUOTA = {403: ["This API key has as many hooks (or watched accounts) as it may h
 def hook_operations(manifest: dict) -> dict[str, dict]:
     hooks = manifest["hooks"]
     handle = next(spec for spec in manifest["inputs"] if spec["key"] == "handle")
+    source = next(spec for spec in manifest["inputs"] if spec["key"] == "requestSource")
     hook_ref = {"$ref": "#/components/schemas/Hook"}
     create_body = {"type": "object", "additionalProperties": False, "required": ["event", "handle", "targetUrl"],
                    "properties": {"event": {"type": "string", "enum": [hooks["event"]]},
                                   "handle": input_schema(handle),
                                   "targetUrl": {"type": "string", "format": "uri",
                                                 "description": "Where each event is POSTed (https)."},
-                                  "requestSource": {"type": "string", "enum": ["MAKE_DOT_COM", "ZAPIER", "API"],
+                                  "requestSource": {**input_schema(source),
                                                     "description": "Who creates the hook (or the "
                                                                    "X-Request-Source header)."}}}
     patch_body = {"type": "object", "additionalProperties": False, "required": ["enabled"],

@@ -13,7 +13,7 @@ import weakref
 from collections import OrderedDict
 
 from ..config import Settings
-from ..errors import BadRequest, UpstreamError
+from ..errors import PROVIDER_KEY_OPTION, PROVIDER_OPTION, BadRequest, UpstreamError
 from .base import Provider
 from .demo import DemoProvider
 from .dumpling import DumplingProvider
@@ -64,12 +64,12 @@ class ProviderPool:
         if requested and requested.strip():
             name = requested.strip().lower()
             if name not in PROVIDERS:
-                raise BadRequest(f"Unknown provider '{requested[:40]}' in X-Provider. "
+                raise BadRequest(f"Unknown provider '{requested[:40]}' in {PROVIDER_OPTION}. "
                                  f"Use one of: {', '.join(PROVIDERS)}.")
             return name
         name = self.settings.default_provider
         if (name is None or name not in PROVIDERS) and credentials:
-            raise BadRequest("X-Provider-Key was sent without X-Provider: name its provider, "
+            raise BadRequest(f"{PROVIDER_KEY_OPTION} was sent without {PROVIDER_OPTION}: name its provider, "
                              f"one of: {', '.join(PROVIDERS)}.")
         if name is None or name not in PROVIDERS:
             raise UpstreamError("not_configured", "no provider has credentials")

@@ -2,8 +2,10 @@
 
 A provider turns one upstream's wire format into the records of :mod:`connector.records`
 and raises :class:`connector.errors.UpstreamError` with a kind for every failure. It knows
-nothing of Flask, Zapier or Make. Adding an action means one method here and on each
-provider (or a clear ``UpstreamError("reported_issue", "not supported")``).
+nothing of Flask, Zapier or Make. Each manifest's ``operation`` is a method of every
+provider, taking the arguments its inputs name (``param``), or the provider lists it in
+``unsupported`` with the reason; :mod:`.contract` checks that at start-up, and a caller who
+picks a provider for an operation it does not offer gets :class:`NotOffered` (400).
 """
 
 from __future__ import annotations
@@ -11,16 +13,15 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ..config import Settings
-from ..errors import InvalidCursor
-from ..records import Page
+from ..errors import InvalidCursor, NotOffered
 
 
 class Provider:
     name: ClassVar[str]
-    # Whether the provider's cursor is a number (seed: minTime is a number) or opaque, and
-    # how to describe it to a caller who sent one it cannot use.
-    numeric_cursor: ClassVar[bool] = True
+    # How to describe the provider's cursor to a caller who sent one it cannot use.
     cursor_form: ClassVar[str] = "a cursor"
+    # Operations (manifest ``operation`` names) this provider does not offer, and why.
+    unsupported: ClassVar[dict[str, str]] = {}
     # Upstream credits one list page costs, for walks' progress when a page does not say
     # (``Page.meta["creditsCharged"]``); None when the upstream sells no credits.
     page_credits: ClassVar[int | None] = None
@@ -30,16 +31,12 @@ class Provider:
         """Build the provider with the operator's credentials, or the caller's when given."""
         raise NotImplementedError
 
-    def get_profile(self, handle: str, *, request_source: str = "API") -> dict:
-        raise NotImplementedError
-
-    def list_followers(self, handle: str, *, cursor: Any = None, count: int | None = None,
-                       request_source: str = "API") -> Page:
-        raise NotImplementedError
-
-    def list_following(self, handle: str, *, cursor: Any = None, count: int | None = None,
-                       request_source: str = "API") -> Page:
-        raise NotImplementedError
+    def operation(self, name: str, label: str | None = None):
+        """The method that serves a manifest's ``operation``; :class:`NotOffered` when this
+        provider does not offer it."""
+        if name in self.unsupported:
+            raise NotOffered(self.name, label or name.replace("_", " "), self.unsupported[name])
+        return getattr(self, name)
 
     def accepts_cursor(self, cursor: Any) -> bool:
         """Whether a caller's cursor (a previous page's ``minCursor``) can be paged from.

@@ -76,7 +76,6 @@ def _decode_cursor(cursor: Any) -> int | None:
 
 class DemoProvider(Provider):
     name = "demo"
-    numeric_cursor = False
     cursor_form = "a string starting with dm_"
 
     def __init__(self, clock: Callable[[], float] = time.time):

@@ -40,7 +40,6 @@ def _error_text(response: httpx.Response) -> str:
 
 class DumplingProvider(Provider):
     name = "dumpling"
-    numeric_cursor = True
     cursor_form = "a number"
     page_credits = 1  # the seed: "This endpoint costs 1 credit per successful request"
 

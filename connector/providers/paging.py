@@ -13,12 +13,12 @@ A loop is ``UpstreamError("invalid_data")``: the upstream's paging state cannot 
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ..errors import UpstreamError
 from ..records import Page
 
-__all__ = ["Paginator", "iter_pages"]
+__all__ = ["Paginator"]
 
 
 def _cursor_key(cursor: Any) -> str:
@@ -47,16 +47,3 @@ class Paginator:
                                 f"came back after {self.pages} pages", provider=self.provider)
         self._seen.add(key)
         self.cursor = page.next_cursor
-
-
-def iter_pages(fetch: Callable[[Any], Page], cursor: Any = None, *, max_pages: int | None = None,
-               provider: str | None = None) -> Iterator[Page]:
-    """Yield pages from ``fetch(cursor)`` until the last one (or ``max_pages``).
-
-    A page whose next cursor was already used raises instead of being yielded.
-    """
-    paginator = Paginator(cursor, provider=provider)
-    while not paginator.done and (max_pages is None or paginator.pages < max_pages):
-        page = fetch(paginator.cursor)
-        paginator.advance(page)
-        yield page

@@ -79,7 +79,6 @@ def _user(item: dict) -> dict:
 
 class SocialFetchProvider(Provider):
     name = "socialfetch"
-    numeric_cursor = False
 
     def __init__(self, api_key: str, base_url: str, *, settings: Settings | None = None,
                  caller_key: bool = False, transport: httpx.BaseTransport | None = None):

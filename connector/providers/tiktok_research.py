@@ -121,7 +121,6 @@ def decode_cursor(cursor: Any) -> tuple[int | None, frozenset[str]]:
 
 class TikTokResearchProvider(Provider):
     name = "tiktok_research"
-    numeric_cursor = False
     # Bare seconds are still read (decode_cursor) but no longer handed out, so not advertised.
     cursor_form = f"a string starting with {CURSOR_PREFIX}"
 

@@ -16,7 +16,6 @@ api_keys = sa.Table(
     sa.Column("rate_limit", sa.Integer, nullable=True),       # requests a minute; NULL: the default
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
-    sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=True),
     sa.CheckConstraint("credits IS NULL OR credits >= 0", name="credits_not_negative"),
 )
 

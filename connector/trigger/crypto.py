@@ -11,10 +11,10 @@ import hashlib
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from ..errors import BadRequest
+from ..errors import PROVIDER_KEY_OPTION, BadRequest
 
 NO_SECRET_KEY = ("This server cannot store provider keys for triggers: its operator has not set "
-                 "CONNECTOR_SECRET_KEY. Remove the X-Provider-Key header to use the server's own "
+                 f"CONNECTOR_SECRET_KEY. Send no {PROVIDER_KEY_OPTION} to use the server's own "
                  "provider account, or ask the operator to set CONNECTOR_SECRET_KEY.")
 
 

@@ -21,14 +21,14 @@ import secrets
 
 import sqlalchemy as sa
 
-from ..errors import (UPSTREAM_STATUS, Conflict, ConnectorError, InsufficientCredits, NotFoundError,
-                      QuotaExceeded)
+from ..errors import (UPSTREAM_KINDS, Conflict, InsufficientCredits, NotFoundError, QuotaExceeded,
+                      UpstreamError)
 from ..manifests import Manifest
 from ..store import insert_ignore
 from ..store.keys import Caller
 from .billing import can_pay
 from .crypto import credential_hash
-from .events import event_id, iso
+from .events import EVENT, event_id, iso
 from .outbox import store_events
 from .poll import poll_in_request
 from .signing import new_webhook_secret
@@ -40,13 +40,12 @@ RECENT_ATTEMPTS = 20
 WATCH_FAILURES = ("not_found", "auth_failed")
 
 
-def _stored_failure(watch) -> ConnectorError | None:
-    """The error a watch's last poll met, as the caller would have seen it then."""
+def _stored_failure(watch) -> UpstreamError | None:
+    """The error a watch's last poll met, for a caller that asks before the next poll."""
     if watch["status"] not in WATCH_FAILURES or not watch["last_error"]:
         return None
-    error = ConnectorError(watch["last_error"])
-    error.status = UPSTREAM_STATUS.get(watch["last_error_kind"] or "", 500)
-    return error
+    kind = watch["last_error_kind"] if watch["last_error_kind"] in UPSTREAM_KINDS else "unexpected"
+    return UpstreamError(kind, "the watch's last poll", provider=watch["provider"])
 
 
 def _check_quotas(svc, caller: Caller, wid: str, *, new_hook: bool) -> None:
@@ -90,7 +89,7 @@ def _open(svc, provider_name, credentials, handle, caller: Caller, source: str):
         watch, _created, samples = create_watch(svc, provider_name, credentials, handle, caller, source)
         return watch, cost, samples
     pages, samples = _catch_up(svc, watch, caller)
-    svc.keys.record_spend(caller, "new_follower", source, pages * cost)
+    svc.keys.record_spend(caller, EVENT, source, pages * cost)
     with svc.store.connect() as conn:
         watch = get_watch(conn, watch["id"]) or watch
     failure = _stored_failure(watch)
@@ -259,7 +258,7 @@ def _subscribe_poll(svc, watch, caller: Caller, sub_id: str, source: str, sample
                 return False
             conn.execute(insert_ignore(dialect, subscriptions, {
                 "id": sub_id, "watch_id": wid, "key_id": caller.id, "kind": "poll",
-                "event": "new_follower", "request_source": source, "status": "active", "credits_spent": 0,
+                "event": EVENT, "request_source": source, "status": "active", "credits_spent": 0,
                 "created_at": now}))
             conn.execute(subscriptions.update().where(subscriptions.c.id == sub_id).values(
                 last_called_at=now, request_source=source, credits_spent=subscriptions.c.credits_spent + spent))

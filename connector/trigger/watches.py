@@ -20,10 +20,9 @@ from ..store import insert_ignore
 from ..store.keys import Caller
 from .crypto import credential_hash, encrypt_credentials
 from .detect import keyed
+from .events import EVENT
 from .outbox import store_events
 from .tables import subscriptions, watches
-
-EVENT = "new_follower"
 
 
 def trigger_manifest(manifests: dict[str, Manifest]) -> Manifest:
