@@ -3,7 +3,7 @@
 Each watch has a hook subscription of one key with credits (so every page is paid for)
 and a baseline of the steady page of :mod:`bench.steady_upstream`, which answers in
 ``BENCH_LATENCY`` (0.1 s): a steady-state poll reads one page and finds nothing new.
-Watches are inserted in bulk the way ``open_watch`` stores them (the baseline's sample
+Watches are inserted in bulk the way ``create_watch`` stores them (the baseline's sample
 events, which polls never read, are left out). Pollers run as separate processes
 (``python -m bench.poller --child``), so CPU time and peak RSS are theirs alone; they are
 started, made ready, then released together.

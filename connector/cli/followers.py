@@ -22,7 +22,7 @@ import click
 
 from ..config import Settings
 from ..errors import BadRequest, UpstreamError, redact, worded
-from ..handles import normalize_handle
+from ..handles import handle_problem, normalize_handle
 from ..manifests import ManifestError, load_manifests
 from ..providers import ProviderPool
 from ..records import follower_key
@@ -53,7 +53,7 @@ def followers_command(handle, following, limit, fmt, out, resume, provider_name,
     which = "following" if following else "followers"
     name = normalize_handle(handle)
     if name is None:
-        raise click.BadParameter(f"{handle!r} is not a TikTok handle, @handle or profile URL.",
+        raise click.BadParameter(f"{handle[:60]!r} is not a TikTok handle. {handle_problem(handle)}",
                                  param_hint="HANDLE")
     if resume and out is None:
         raise click.UsageError("--resume needs --out FILE (the walk's state is kept in FILE.cursor).")
