@@ -9,6 +9,7 @@ read and checked in :meth:`Settings.from_env`, whose errors name the variable; n
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 import time
@@ -97,6 +98,7 @@ class Settings:
     manifests_dir: Path = MANIFESTS_DIR
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     log_level: str = "INFO"
+    provider_key: str | None = None          # `connector followers`' provider key when --provider-key is not given
     clock: Callable[[], float] = time.time   # unix seconds; tests pass one they move
 
     def replace(self, **changes) -> "Settings":
@@ -144,13 +146,26 @@ class Settings:
             raw = text(name)
             if raw is None:
                 return default
+            what = "a whole number" if kind is int else "a number"
             try:
+                if not raw.isascii():   # int() and float() take other scripts' digits ("٣")
+                    raise ValueError
                 value = kind(raw)
             except ValueError:
-                raise ConfigError(f"{name} must be a number, got {raw!r}.") from None
+                raise ConfigError(f"{name} must be {what} written with the digits 0-9, got {raw!r}.") from None
+            if not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {raw!r}.")
             if value < minimum:
                 raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}.")
             return value
+
+        def flag(name: str) -> bool:
+            raw = (text(name) or "").lower()
+            if raw in ("", "0", "false", "no", "off"):
+                return False
+            if raw in ("1", "true", "yes", "on"):
+                return True
+            raise ConfigError(f"{name} must be 1 (on) or 0 (off), got {text(name)!r}.")
 
         provider = text("CONNECTOR_PROVIDER")
         if provider is not None and provider not in PROVIDER_NAMES:
@@ -201,7 +216,7 @@ class Settings:
             database_url=text("CONNECTOR_DATABASE_URL"),
             api_keys=api_keys,
             secret_key=text("CONNECTOR_SECRET_KEY"),
-            allow_private_targets=text("CONNECTOR_ALLOW_PRIVATE_TARGETS") in ("1", "true", "yes"),
+            allow_private_targets=flag("CONNECTOR_ALLOW_PRIVATE_TARGETS"),
             poll_interval=number("CONNECTOR_POLL_INTERVAL", 300, minimum=1),
             webhook_retry_schedule=schedule,
             default_rate_limit=number("CONNECTOR_DEFAULT_RATE_LIMIT", 120, minimum=1),
@@ -219,4 +234,5 @@ class Settings:
             worker=worker,
             log_level=log_level,
             manifests_dir=Path(text("CONNECTOR_MANIFESTS_DIR") or MANIFESTS_DIR),
+            provider_key=text("CONNECTOR_PROVIDER_KEY"),
         )

@@ -55,7 +55,7 @@ def walk(provider: Provider, handle: str, which: str = "followers", *, cursor: A
     stats = stats or WalkStats()
     stats.cursor = cursor
     paginator = Paginator(cursor, provider=provider.name)
-    fetch = getattr(provider, "list_followers" if which == "followers" else "list_following")
+    fetch = provider.operation(f"list_{which}")     # NotOffered when the provider has no such list
     while not paginator.done:
         for attempt in range(retries + 1):
             try:

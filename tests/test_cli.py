@@ -56,7 +56,7 @@ def test_bad_settings_are_reported_without_a_traceback(env):
     env["CONNECTOR_POLL_INTERVAL"] = "soon"
     result = run(env, "keys", "list")
     assert result.returncode == 1
-    assert "CONNECTOR_POLL_INTERVAL must be a number" in result.stderr and "Traceback" not in result.stderr
+    assert "CONNECTOR_POLL_INTERVAL must be a whole number" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_serve_demo_prints_a_key_that_works(env):

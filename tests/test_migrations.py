@@ -15,7 +15,6 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 
 from connector.store import Store, migrate
 from connector.store.keys import hash_key
@@ -45,7 +44,7 @@ def shape(url: str) -> dict:
     engine = sa.create_engine(url)
     inspector = sa.inspect(engine)
     out = {}
-    for table in sorted(set(inspector.get_table_names()) - {"alembic_version"}):
+    for table in sorted(set(inspector.get_table_names()) - {migrate.VERSION_TABLE}):
         out[table] = {
             "columns": [(c["name"], str(c["type"]), c["nullable"]) for c in inspector.get_columns(table)],
             "pk": inspector.get_pk_constraint(table)["constrained_columns"],
@@ -71,7 +70,7 @@ def second_url(database_url, tmp_path):
 def test_the_migrations_build_the_schema_the_code_uses(database_url):
     store = Store(database_url)
     with store.engine.connect() as conn:
-        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        assert compare_metadata(migrate._context(conn), metadata) == []
         if store.dialect == "sqlite":   # the CHECK that keeps credits from going negative survived
             ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'api_keys'").scalar_one()
             assert "credits_not_negative" in ddl
@@ -86,6 +85,37 @@ def test_the_baseline_is_the_previous_release_schema(database_url, second_url):
         command.upgrade(migrate._config(conn), migrate.BASELINE)
     engine.dispose()
     assert shape(second_url) == shape(database_url)
+
+
+def test_processes_starting_at_once_on_an_empty_database_create_it_once(database_url):
+    """The Procfile starts two web workers and a poller together, often on a new database."""
+    script = "import sys; from connector.store import Store; Store(sys.argv[1]).dispose(); print('ok')"
+    starts = [subprocess.Popen([sys.executable, "-c", script, database_url], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [(p.wait(120), *p.communicate()) for p in starts]
+    assert [(code, out.strip()) for code, out, _ in results] == [(0, "ok")] * 4, [err for *_, err in results]
+    engine = sa.create_engine(database_url)
+    assert migrate.state(engine) == "current"
+    engine.dispose()
+
+
+def test_a_failed_migration_leaves_the_database_as_it_was(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'half.db'}"
+    previous_release_schema(url)
+    real = command.upgrade
+
+    def fail_after_0002(config, target):
+        real(config, "0002")
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(command, "upgrade", fail_after_0002)
+    engine = sa.create_engine(url)
+    with pytest.raises(migrate.SchemaError, match="Upgrading the database schema failed, and nothing was changed"):
+        migrate.upgrade(engine)
+    assert migrate.state(engine) == "legacy"                             # no half-made 0002
+    assert "inbox" not in sa.inspect(engine).get_table_names()
+    monkeypatch.undo()
+    assert migrate.upgrade(engine) == ("legacy", migrate.head())
+    engine.dispose()
 
 
 def cli(url: str, *args: str) -> subprocess.CompletedProcess:

@@ -69,3 +69,37 @@ def test_an_operation_a_provider_does_not_offer_is_a_400_that_costs_nothing(serv
                                      "Choose another provider with X-Provider.")
         assert http.post("/api/v1/get-tiktok-user-followers", json={"handle": "stoolpresidente"}).status_code == 200
     assert live.services.keys.balance(key["id"]) == 9                  # only the followers page was paid
+
+
+def test_the_trigger_is_refused_too_before_anything_is_made(serve, make_settings, monkeypatch):
+    from connector.trigger.tables import watches
+    monkeypatch.setattr(DemoProvider, "unsupported", {"list_followers": "it lists no followers"})
+    live = serve(make_settings(allow_private_targets=True))
+    raw, key = live.services.keys.create(credits=10)
+    with live.client(raw) as http:
+        for route, body in (("/api/v1/triggers/new-follower", {"handle": "stoolpresidente"}),
+                            ("/api/v1/hooks", {"event": "new_follower", "handle": "stoolpresidente",
+                                               "targetUrl": "http://127.0.0.1:9/hook"})):
+            r = http.post(route, json=body)
+            assert r.status_code == 400, r.text
+            assert r.json()["error"].startswith("The demo provider does not offer new follower: it lists no followers.")
+    with live.services.store.connect() as conn:
+        assert conn.execute(watches.select()).first() is None
+    assert live.services.keys.balance(key["id"]) == 10
+
+
+def test_stored_errors_are_worded_for_http_when_shown(serve, make_settings):
+
+    from connector.errors import GENERIC_MESSAGES
+    from connector.trigger.tables import watches
+    live = serve(make_settings(allow_private_targets=True))
+    raw, _ = live.services.keys.create()
+    with live.client(raw) as http:
+        hook = http.post("/api/v1/hooks", json={"event": "new_follower", "handle": "stoolpresidente",
+                                                "targetUrl": "http://127.0.0.1:9/hook"}).json()
+        stored = GENERIC_MESSAGES["provider_key_rejected"].format(provider="dumpling")   # as a poll stores it
+        with live.services.store.begin() as conn:
+            conn.execute(watches.update().values(status="auth_failed", last_error=stored))
+        for view in (http.get(f"/api/v1/hooks/{hook['id']}").json(), http.get("/api/v1/hooks").json()["hooks"][0]):
+            assert "rejected the key sent in X-Provider-Key." in view["lastError"]
+            assert "[provider" not in view["lastError"]

@@ -13,6 +13,7 @@ from connector.cli import followers as walk_module
 from connector.cli import main
 from connector.config import Settings
 from connector.errors import UpstreamError
+from connector.providers.base import Provider
 from connector.providers.dumpling import DumplingProvider
 from connector.records import Page, follower_key
 from connector.walk import CSV_FIELDS, walk
@@ -192,7 +193,7 @@ def test_walk_retries_a_malformed_page_and_drops_repeats(big_world):
         provider.close()
 
 
-class LoopingProvider:
+class LoopingProvider(Provider):
     name, page_credits = "loop", None
 
     def list_followers(self, handle, *, cursor=None, count=None):

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from ..errors import BadRequest, UpstreamError
+from ..errors import BadRequest, UpstreamError, worded
 from ..manifests import Manifest
 from ..trigger import subscriptions
 from ..trigger.targets import EXAMPLE, check_target_url
 from ..trigger.watches import trigger_manifest
 from .common import (REQUEST_SOURCES, authenticate, count_request, counted_body, request_source, services,
                      stored_provider_choice, upstream_failure)
+from .errors import HTTP_WORDS
 
 HOOK_FIELDS = ("event", "handle", "targetUrl", "requestSource")
 PATCH_FIELDS = ("enabled",)
@@ -28,6 +29,11 @@ def _no_unknown(body: dict, allowed: tuple[str, ...]) -> None:
     unknown = [k for k in body if k not in allowed]
     if unknown:
         raise BadRequest(f"Unknown field '{str(unknown[0])[:60]}'. Allowed fields: {', '.join(allowed)}.")
+
+
+def _shown(view: dict) -> dict:
+    """A hook's stored errors, worded for HTTP (they were written once for every edge)."""
+    return {k: worded(v, HTTP_WORDS) if isinstance(v, str) else v for k, v in view.items()}
 
 
 def register(app, manifests: dict[str, Manifest]) -> None:
@@ -60,12 +66,12 @@ def register(app, manifests: dict[str, Manifest]) -> None:
     def list_hooks():
         caller = authenticate()
         count_request(caller, "hooks")
-        return jsonify({"hooks": subscriptions.list_hooks(services(), caller)})
+        return jsonify({"hooks": [_shown(hook) for hook in subscriptions.list_hooks(services(), caller)]})
 
     def get_hook(hook_id: str):
         caller = authenticate()
         count_request(caller, "hooks")
-        return jsonify(subscriptions.hook_detail(services(), caller, hook_id))
+        return jsonify(_shown(subscriptions.hook_detail(services(), caller, hook_id)))
 
     def update_hook(hook_id: str):
         caller = authenticate()
@@ -73,7 +79,7 @@ def register(app, manifests: dict[str, Manifest]) -> None:
         _no_unknown(body, PATCH_FIELDS)
         if not isinstance(body.get("enabled"), bool):
             raise BadRequest("'enabled' is required and must be true (deliver again) or false (pause the hook).")
-        return jsonify(subscriptions.set_hook_enabled(services(), caller, hook_id, body["enabled"]))
+        return jsonify(_shown(subscriptions.set_hook_enabled(services(), caller, hook_id, body["enabled"])))
 
     def delete_hook(hook_id: str):
         caller = authenticate()

@@ -42,4 +42,5 @@ def db_status():
     click.echo(f"{state}: the database is at {current or 'no revision'}; this release needs {migrate.head()}.")
     if state in ("outdated", "legacy"):
         click.echo(f"Run `{migrate.UPGRADE_COMMAND}` (after a backup).")
+    if state in ("outdated", "legacy", "ahead"):
         sys.exit(1)

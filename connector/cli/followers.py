@@ -44,7 +44,7 @@ PROGRESS_INTERVAL = 0.1  # seconds between two redraws of the progress line
 @click.option("--resume", is_flag=True, help="Continue an interrupted walk into --out from FILE.cursor.")
 @click.option("--provider", "provider_name", default=None,
               help="Provider to use (default: CONNECTOR_PROVIDER or the first with credentials).")
-@click.option("--provider-key", envvar="CONNECTOR_PROVIDER_KEY", default=None,
+@click.option("--provider-key", default=None,
               help="The provider's key (tiktok_research: client_key:client_secret); "
                    "default: the configured one.")
 @click.option("--count", type=click.IntRange(1, 100), default=None, help="Page size, where the provider allows.")
@@ -58,9 +58,11 @@ def followers_command(handle, following, limit, fmt, out, resume, provider_name,
     if resume and out is None:
         raise click.UsageError("--resume needs --out FILE (the walk's state is kept in FILE.cursor).")
     settings = load_settings()
+    provider_key = provider_key or settings.provider_key
     pool = ProviderPool(settings)
     try:
         provider = pool.get(pool.resolve_name(provider_name, provider_key), provider_key or None)
+        provider.operation(f"list_{which}")
     except BadRequest as exc:
         raise fail(exc) from None
     except UpstreamError as exc:

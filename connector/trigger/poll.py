@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..errors import UpstreamError, redact
+from ..errors import NotOffered, UpstreamError, redact
 from ..store.keys import Caller
 from .billing import Tab, load_callers, paying_subscriptions
 from .crypto import decrypt_credentials
@@ -95,7 +95,7 @@ class _Poll:
         if payers is None:
             return None
         try:
-            page = self.provider.list_followers(self.watch["handle"], cursor=cursor)
+            page = self.read(self.watch["handle"], cursor=cursor)
         except BaseException:
             self.tab.refund_page(payers)
             raise
@@ -159,6 +159,9 @@ def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
     try:
         credentials = decrypt_credentials(settings.secret_key, watch["credentials_enc"])
         poll.provider = svc.providers.get(watch["provider"], credentials)
+        poll.read = poll.provider.operation(manifest.operation, manifest.label.lower())
+    except NotOffered as exc:   # (the provider stopped offering it since the watch was made)
+        return poll.fail("reported_issue", exc.message, "error")
     except ValueError as exc:
         return poll.fail("auth_failed", f"The stored provider key cannot be used: {exc}.", "auth_failed")
     except UpstreamError as exc:

@@ -77,11 +77,13 @@ def create_watch(svc, provider_name: str, credentials: str | None, handle: str, 
     wid = watch_id(provider_name, cred_hash, handle)
     encrypted = encrypt_credentials(svc.settings.secret_key, credentials)
     provider = svc.providers.get(provider_name, credentials)
-    cost = trigger_manifest(svc.manifests).cost
+    manifest = trigger_manifest(svc.manifests)
+    read = provider.operation(manifest.operation, manifest.label.lower())   # NotOffered: nothing is made
+    cost = manifest.cost
     if not svc.keys.reserve(caller, cost):
         raise InsufficientCredits()
     try:
-        page = provider.list_followers(handle, request_source=request_source)
+        page = read(handle, request_source=request_source)
     except BaseException:
         svc.keys.refund(caller, cost)
         raise

@@ -17,6 +17,10 @@ depends_on = None
 
 
 def upgrade() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name == "sqlite" and bind.dialect.dbapi.sqlite_version_info < (3, 35):
+        raise RuntimeError("this migration needs SQLite 3.35 or newer (ALTER TABLE ... DROP COLUMN); "
+                           f"this Python's SQLite is {bind.dialect.dbapi.sqlite_version}")
     op.execute("ALTER TABLE api_keys DROP COLUMN last_used_at")
 
 
