@@ -38,14 +38,6 @@ from .poller import _cpu_times
 MODES = ("drip_headers", "drip_body", "endless")
 
 
-def peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def most_at_once(connections: list, timeout: float) -> int:
     """The most connections open at the same moment. The receiver notes a close only at its
     next write (up to ~1 s late), so each span is cut at the attempt's deadline: an upper bound."""
@@ -59,7 +51,7 @@ def run(quick: bool = False) -> dict:
     from connector.config import Settings
     from connector.trigger.tables import events, watches
     from tests.fakes import FakeDumpling, FakeWorld
-    from tests.trigger_kit import BadReceiver
+    from tests.trigger_kit import BadReceiver, peak_rss_mb
 
     rounds, burst = (1, 10) if quick else (8, 50)
     timeout = 5 if quick else 15

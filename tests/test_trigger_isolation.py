@@ -9,17 +9,9 @@ import pytest
 
 from tests.fakes import FakeDumpling, FakeWorld
 from tests.test_trigger_worker import log_of, start_worker, subscribe, wait_for, worker_env
-from tests.trigger_kit import BadReceiver, Receiver, make_due, trigger_settings
+from tests.trigger_kit import BadReceiver, Receiver, make_due, peak_rss_mb, trigger_settings
 
 TIMEOUT = 6      # CONNECTOR_DELIVERY_TIMEOUT of the worker under test (s)
-
-
-def peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError("no VmHWM in /proc status")
 
 
 @pytest.fixture

@@ -131,7 +131,7 @@ class _Poll:
             self.commit(values, [])
         except LeaseLost:
             return self.lost()
-        return PollResult(status=status, unpaid=self.tab.unpaid)
+        return self.result(status)
 
     def result(self, status: str, **kwargs) -> PollResult:
         return PollResult(status=status, unpaid=self.tab.unpaid,
@@ -141,7 +141,7 @@ class _Poll:
         """The lease (or the watch) is gone: nothing is committed, so nothing is charged."""
         log.warning("lost the lease of watch %s (taken over or deleted); its credits are refunded", self.wid)
         self.tab.refund()
-        return PollResult(status=self.watch["status"], lease_lost=True, unpaid=self.tab.unpaid)
+        return self.result(self.watch["status"], lease_lost=True)
 
 
 def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,

@@ -98,17 +98,25 @@ def _open(svc, provider_name, credentials, handle, caller: Caller, source: str):
     return watch, pages * cost, samples
 
 
-def _insert_if_watch(svc, wid: str, statement) -> bool | None:
-    """Run an ``INSERT ... RETURNING`` in a transaction that first checks the watch still
-    exists: whether it inserted a row, or None when the watch was deleted meanwhile (its
-    last subscription went)."""
-    try:
-        with svc.store.write() as conn:
-            if get_watch(conn, wid) is None:
-                return None
-            return conn.execute(statement).first() is not None
-    except sa.exc.IntegrityError:   # PostgreSQL: deleted by a transaction that committed after our check
-        return None
+class _WatchGone(Exception):
+    """The watch was deleted (its last subscription went) between opening it and subscribing."""
+
+
+def _subscribe(svc, caller: Caller, provider_name, credentials, handle, source, write):
+    """Open the watch for ``caller`` (paid by it alone), then run ``write(conn, watch, spent,
+    samples)`` in one transaction that first checks the watch still exists, and return what
+    it returns. Once more if a DELETE removed the watch meanwhile; the reads lost with it are
+    refunded."""
+    for _ in range(2):
+        watch, spent, samples = _open(svc, provider_name, credentials, handle, caller, source)
+        try:
+            with svc.store.write() as conn:
+                if get_watch(conn, watch["id"]) is None:
+                    raise _WatchGone
+                return write(conn, watch, spent, samples)
+        except (_WatchGone, sa.exc.IntegrityError):   # (PostgreSQL: deleted by a commit after our check)
+            svc.keys.refund(caller, spent)
+    raise _vanished(handle)
 
 
 def _vanished(handle: str) -> Conflict:
@@ -143,25 +151,22 @@ def create_hook(svc, caller: Caller, provider_name: str, credentials: str | None
     _check_quotas(svc, caller, wid, new_hook=True)
     if not can_pay(svc.keys, caller, trigger_manifest(svc.manifests).cost):
         raise InsufficientCredits()
-    for _ in range(2):   # once more if a DELETE removed the watch between opening and subscribing
-        watch, spent, _samples = _open(svc, provider_name, credentials, handle, caller, request_source)
-        now = svc.clock()
+
+    def insert(conn, watch, spent, _samples):
         sub = {"id": "hook_" + secrets.token_hex(12), "watch_id": watch["id"], "key_id": caller.id,
                "kind": "hook", "event": event, "target_url": target_url,
                "target_host": target_receiver(target_url), "dedupe_key": dedupe, "secret": new_webhook_secret(),
                "request_source": request_source, "status": "active", "credits_spent": spent,
-               "created_at": now, "last_called_at": None}
-        inserted = _insert_if_watch(svc, watch["id"], insert_ignore(svc.store.dialect, subscriptions, sub)
-                                    .returning(subscriptions.c.id))
-        if inserted is None:          # its reads are lost with the watch: they cost nothing
-            svc.keys.refund(caller, spent)
-            continue
-        if not inserted:      # the same hook was created by a concurrent request
-            if spent:
-                svc.keys.refund(caller, spent)
-            return _created_view(existing(), handle), False
-        return _created_view(sub, handle), True
-    raise _vanished(handle)
+               "created_at": svc.clock(), "last_called_at": None}
+        inserted = conn.execute(insert_ignore(svc.store.dialect, subscriptions, sub)
+                                .returning(subscriptions.c.id)).first() is not None
+        return sub if inserted else None, spent
+
+    sub, spent = _subscribe(svc, caller, provider_name, credentials, handle, request_source, insert)
+    if sub is None:      # the same hook was created by a concurrent request: its reads cost nothing
+        svc.keys.refund(caller, spent)
+        return _created_view(existing(), handle), False
+    return _created_view(sub, handle), True
 
 
 def _own_hook(conn, caller: Caller, hook_id: str):
@@ -249,30 +254,26 @@ def poll_subscription_id(wid: str, key_id: str) -> str:
     return "poll_" + hashlib.sha256(f"{wid}:{key_id}".encode()).hexdigest()[:24]
 
 
-def _subscribe_poll(svc, watch, caller: Caller, sub_id: str, source: str, samples: list, spent: int) -> bool:
-    """The polling subscription with its samples in its inbox, in one transaction."""
-    now, dialect, wid = svc.clock(), svc.store.dialect, watch["id"]
-    try:
-        with svc.store.write() as conn:
-            if get_watch(conn, wid) is None:
-                return False
-            conn.execute(insert_ignore(dialect, subscriptions, {
-                "id": sub_id, "watch_id": wid, "key_id": caller.id, "kind": "poll",
-                "event": EVENT, "request_source": source, "status": "active", "credits_spent": 0,
-                "created_at": now}))
-            conn.execute(subscriptions.update().where(subscriptions.c.id == sub_id).values(
-                last_called_at=now, request_source=source, credits_spent=subscriptions.c.credits_spent + spent))
-            if samples:
-                # Followers of the page it paid for; their events may have been pruned: stored again.
-                store_events(conn, dialect, wid, watch["handle"], watch["provider"], list(reversed(samples)),
-                             now, baseline=True)
-                ids = [event_id(wid, key) for key, _ in samples]
-                for seq in conn.execute(sa.select(events.c.seq).where(events.c.id.in_(ids))).scalars():
-                    conn.execute(insert_ignore(dialect, inbox, {"subscription_id": sub_id, "seq": seq,
-                                                                "created_at": now}))
-    except sa.exc.IntegrityError:
-        return False
-    return True
+def _poll_subscriber(svc, caller: Caller, sub_id: str, source: str):
+    """``write`` for :func:`_subscribe`: the polling subscription, with the samples of the page
+    it paid for in its inbox."""
+    def write(conn, watch, spent, samples):
+        now, dialect, wid = svc.clock(), svc.store.dialect, watch["id"]
+        conn.execute(insert_ignore(dialect, subscriptions, {
+            "id": sub_id, "watch_id": wid, "key_id": caller.id, "kind": "poll",
+            "event": EVENT, "request_source": source, "status": "active", "credits_spent": 0,
+            "created_at": now}))
+        conn.execute(subscriptions.update().where(subscriptions.c.id == sub_id).values(
+            last_called_at=now, request_source=source, credits_spent=subscriptions.c.credits_spent + spent))
+        if samples:
+            # Followers of the page it paid for; their events may have been pruned: stored again.
+            store_events(conn, dialect, wid, watch["handle"], watch["provider"], list(reversed(samples)),
+                         now, baseline=True)
+            ids = [event_id(wid, key) for key, _ in samples]
+            for seq in conn.execute(sa.select(events.c.seq).where(events.c.id.in_(ids))).scalars():
+                conn.execute(insert_ignore(dialect, inbox, {"subscription_id": sub_id, "seq": seq,
+                                                            "created_at": now}))
+    return write
 
 
 def poll_events(svc, caller: Caller, provider_name: str, credentials: str | None, *, handle: str,
@@ -288,13 +289,8 @@ def poll_events(svc, caller: Caller, provider_name: str, credentials: str | None
         _check_quotas(svc, caller, wid, new_hook=False)
         if not can_pay(svc.keys, caller, manifest.cost):
             raise InsufficientCredits()
-        for _ in range(2):   # once more if a DELETE removed the watch between opening and subscribing
-            watch, spent, samples = _open(svc, provider_name, credentials, handle, caller, source)
-            if _subscribe_poll(svc, watch, caller, sub_id, source, samples, spent):
-                break
-            svc.keys.refund(caller, spent)   # its reads are lost with the watch: they cost nothing
-        else:
-            raise _vanished(handle)
+        _subscribe(svc, caller, provider_name, credentials, handle, source,
+                   _poll_subscriber(svc, caller, sub_id, source))
         return read_inbox(svc, sub_id, limit)
     now = svc.clock()
     due = watch["next_poll_at"] <= now

@@ -37,7 +37,7 @@ class Target:
     @property
     def receiver(self) -> str:
         """``host:port``: the unit of the per-receiver concurrency cap."""
-        return f"{self.host.lower()}:{self.port}"
+        return target_receiver(self.url)
 
 
 class _Resolver:

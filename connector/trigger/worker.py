@@ -20,7 +20,7 @@ from ..errors import redact
 from .leases import claim_due_watches, new_owner, release_watch
 from .poll import poll_watch
 from .retention import prune
-from .sender import Sender
+from .sender import Sender, deliver_due_webhooks
 
 log = logging.getLogger("connector.trigger")
 
@@ -90,11 +90,7 @@ def run_worker(svc, *, once: bool = False, stop: threading.Event | None = None) 
     owner = new_owner()
     if once:
         polled = poll_due_watches(svc, owner, stop=stop)
-        sender = Sender(svc)
-        try:
-            sent = sender.drain(stop)
-        finally:
-            sender.close()
+        sent = deliver_due_webhooks(svc, stop=stop)
         prune(svc)
         log.info("pass: %d watches polled, %d pages, %d new events; deliveries %s",
                  polled.watches, polled.pages, polled.events, dict(sent) or "{}")
