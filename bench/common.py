@@ -57,10 +57,34 @@ def process(args: list[str], env: dict | None = None, port: int | None = None, q
             proc.wait()
 
 
-def gunicorn(app: str, port: int, extra: list[str] | None = None, env: dict | None = None):
-    args = [sys.executable, "-m", "gunicorn", *(extra or GUNICORN_WEB), "--bind", f"127.0.0.1:{port}",
-            "--log-level", "warning", app]
-    return process(args, env=env, port=port)
+# A gunicorn config that only says when a worker has loaded the app (a file named by its pid),
+# so a benchmark starts once every worker serves, not while one is still importing.
+_READY_HOOK = """import os
+def post_worker_init(worker):
+    open(os.path.join(os.environ["BENCH_READY_DIR"], str(worker.pid)), "w").close()
+"""
+
+
+@contextmanager
+def gunicorn(app: str, port: int, extra: list[str] | None = None, env: dict | None = None, timeout: float = 120.0):
+    """gunicorn serving ``app`` on 127.0.0.1:``port`` (the Procfile's settings unless ``extra``),
+    yielded once every worker has loaded the app."""
+    import tempfile
+
+    settings = extra or GUNICORN_WEB
+    workers = int(settings[settings.index("--workers") + 1]) if "--workers" in settings else 1
+    with tempfile.TemporaryDirectory(prefix="bench-gunicorn-") as ready:
+        config = Path(ready) / "ready_hook.py"
+        config.write_text(_READY_HOOK)
+        args = [sys.executable, "-m", "gunicorn", *settings, "--bind", f"127.0.0.1:{port}",
+                "--log-level", "warning", "--config", str(config), app]
+        with process(args, env={**(env or {}), "BENCH_READY_DIR": ready}, port=port) as proc:
+            deadline = time.monotonic() + timeout
+            while sum(1 for f in Path(ready).iterdir() if f.name.isdigit()) < workers:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"gunicorn {app} did not start {workers} workers")
+                time.sleep(0.05)
+            yield proc
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, g, jsonify, request
+import json
+
+from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from . import metrics
 from .api import actions, errors, hooks, meta, triggers
-from .api.common import unexpected
+from .api.common import REQUEST_SOURCES, JSONProvider, unexpected
 from .config import Settings
+from .console import bp as console_bp
 from .errors import ConnectorError, install_log_filter
 from .services import build_services, instance_path
 
@@ -32,6 +36,23 @@ def _http_error_message(exc: HTTPException, limit: int) -> str:
     return exc.description or exc.name
 
 
+def _request_source() -> str:
+    """The request's requestSource for the metrics, from the known set or "other"; the body is
+    looked at only when the route read it (and names the field)."""
+    data = getattr(request, "_cached_data", None)   # werkzeug's cache of get_data(cache=True)
+    if data and b'"requestSource"' in data:
+        try:
+            source = json.loads(data).get("requestSource")
+        except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
+            source = None
+        if source is not None:
+            return source if source in REQUEST_SOURCES else "other"
+    source = request.headers.get("X-Request-Source")
+    if source is None:
+        return "API"
+    return source if source in REQUEST_SOURCES else "other"
+
+
 def create_app(test_config: Settings | dict | None = None) -> Flask:
     app = Flask(__name__, instance_path=str(instance_path()), instance_relative_config=True)
     if isinstance(test_config, Settings):
@@ -41,11 +62,12 @@ def create_app(test_config: Settings | dict | None = None) -> Flask:
     else:
         settings = Settings.from_env()
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
-    app.json.sort_keys = False
+    app.json = JSONProvider(app)   # orjson underneath: the same documents, faster
     if isinstance(test_config, dict):
         app.config.update({k: v for k, v in test_config.items() if k != "settings"})
 
     install_log_filter()
+    metrics.check_multiprocess_dir()
     svc = build_services(settings)
     app.extensions["connector"] = svc
 
@@ -53,6 +75,7 @@ def create_app(test_config: Settings | dict | None = None) -> Flask:
     app.register_blueprint(meta.bp)
     hooks.register(app, svc.manifests)
     triggers.register(app, svc.manifests)
+    app.register_blueprint(console_bp)
 
     @app.after_request
     def rate_headers(response):
@@ -61,6 +84,24 @@ def create_app(test_config: Settings | dict | None = None) -> Flask:
             response.headers["X-RateLimit-Limit"] = str(state.limit)
             response.headers["X-RateLimit-Remaining"] = str(state.remaining)
         return response
+
+    action_costs = {f"actions.{m.key}": (m.key, m.cost) for m in svc.manifests.values() if m.kind == "action"}
+
+    @app.after_request
+    def count_request(response):
+        rule = request.url_rule
+        metrics.request_done(rule.rule if rule is not None else "(unmatched)", request.method,
+                             response.status_code, _request_source())
+        if response.status_code == 200 and request.endpoint in action_costs:
+            metrics.credits_spent(*action_costs[request.endpoint])
+        return response
+
+    @app.get("/metrics")
+    def metrics_view():
+        """Prometheus' text format; see :mod:`connector.metrics` for who may read it."""
+        metrics.check_access(settings.metrics_token, request.headers.get("Authorization"), request.remote_addr,
+                             metrics.proxied(request.headers))
+        return Response(metrics.scrape(svc.store, svc.clock), content_type=metrics.CONTENT_TYPE)
 
     @app.errorhandler(ConnectorError)
     def connector_error(exc: ConnectorError):

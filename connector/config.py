@@ -39,6 +39,7 @@ MANIFESTS_DIR = _manifests_dir()
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+MIN_ADMIN_KEY = 16   # characters of CONNECTOR_ADMIN_KEY: the console's one secret
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,8 @@ class Settings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     log_level: str = "INFO"
     provider_key: str | None = None          # `connector followers`' provider key when --provider-key is not given
+    metrics_token: str | None = None         # GET /metrics needs it as a bearer token; None: loopback only
+    admin_key: str | None = None             # opens the operator console (/console/); None: the console is off
     clock: Callable[[], float] = time.time   # unix seconds; tests pass one they move
 
     def replace(self, **changes) -> "Settings":
@@ -203,6 +206,11 @@ class Settings:
                     f"({horizon_days:.1f} days with CONNECTOR_WEBHOOK_RETRY_SCHEDULE), got {retention:g}; "
                     "otherwise deliveries still being retried would be pruned.")
             retention *= DAY
+        admin_key = text("CONNECTOR_ADMIN_KEY")
+        if admin_key is not None and len(admin_key) < MIN_ADMIN_KEY:
+            raise ConfigError(f"CONNECTOR_ADMIN_KEY must be at least {MIN_ADMIN_KEY} characters (it opens the "
+                              "operator console); make one with: python -c 'import secrets; "
+                              "print(secrets.token_urlsafe(32))'.")
         api_keys = tuple(k.strip() for k in (text("CONNECTOR_API_KEYS") or "").split(",") if k.strip())
         return cls(
             provider=provider,
@@ -235,4 +243,6 @@ class Settings:
             log_level=log_level,
             manifests_dir=Path(text("CONNECTOR_MANIFESTS_DIR") or MANIFESTS_DIR),
             provider_key=text("CONNECTOR_PROVIDER_KEY"),
+            metrics_token=text("CONNECTOR_METRICS_TOKEN"),
+            admin_key=admin_key,
         )

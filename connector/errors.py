@@ -5,6 +5,7 @@
      │    ├── InvalidCursor  a cursor the chosen provider cannot page from
      │    └── NotOffered     the chosen provider does not offer the operation
      ├── Unauthorized        missing, unknown or revoked caller key
+     ├── Forbidden           a resource the request may not read from where it is (e.g. /metrics)
      ├── InsufficientCredits the caller key cannot pay for the request
      ├── QuotaExceeded       the caller key holds as many hooks or watched accounts as allowed
      ├── NotFoundError       unknown route or resource
@@ -35,6 +36,7 @@ __all__ = [
     "ConnectorError",
     "BadRequest",
     "Unauthorized",
+    "Forbidden",
     "InsufficientCredits",
     "NotFoundError",
     "QuotaExceeded",
@@ -113,6 +115,10 @@ class NotOffered(BadRequest):
 
 class Unauthorized(ConnectorError):
     message = INVALID_KEY
+
+
+class Forbidden(ConnectorError):
+    """The request may not read this from where it comes; the message says what would allow it."""
 
 
 class InsufficientCredits(ConnectorError):

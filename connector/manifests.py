@@ -2,8 +2,9 @@
 
 ``load_manifests(dir)`` checks every ``*.json`` against ``manifests/schema.json`` and a few
 rules the schema cannot express, and stops with a :class:`ManifestError` naming the file
-and the field. ``Manifest.parse(body, headers)`` validates a request body with a
-marshmallow schema built from the manifest's inputs and returns the provider arguments.
+and the field. ``Manifest.parse(body, headers)`` validates a request body with checks
+compiled from the manifest's inputs at start-up (one small function per input, checked in
+the manifest's order; the first problem is the answer) and returns the provider arguments.
 """
 
 from __future__ import annotations
@@ -11,12 +12,11 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import jsonschema
-import marshmallow
-from marshmallow import fields as mfields
 
 from .errors import BadRequest
 from .handles import handle_problem, normalize_handle
@@ -28,8 +28,8 @@ class ManifestError(Exception):
     """A manifest is invalid; the message names the file and the field."""
 
 
-class _Invalid(marshmallow.ValidationError):
-    pass
+class _Invalid(Exception):
+    """One input is wrong; the message says what to send."""
 
 
 # A whole number as text: ASCII digits only (int() also reads "٣" and fails on "²"), and
@@ -37,12 +37,14 @@ class _Invalid(marshmallow.ValidationError):
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
-class _Field(mfields.Field):
+class _Field:
     """A manifest input: one message for anything wrong with it, so callers know what to send."""
 
-    def __init__(self, spec: dict, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, spec: dict):
         self.spec = spec
+        self.key = spec["key"]
+        self.required = spec["required"]
+        self.missing_message = spec.get("message") or f"'{spec['key']}' is required."
 
     @property
     def explain(self) -> str:
@@ -66,7 +68,8 @@ class _Field(mfields.Field):
     def _fail(self, hint: str = ""):
         raise _Invalid(f"{self.explain.rstrip('.')}, {hint}." if hint else self.explain)
 
-    def _deserialize(self, value, attr, data, **kwargs):
+    def convert(self, value):
+        """The value the provider gets, or :class:`_Invalid`."""
         s = self.spec
         kind = s["type"]
         if kind == "integer":
@@ -120,7 +123,7 @@ class Manifest:
     key: str
     data: dict
     path: Path
-    schema: marshmallow.Schema = field(repr=False, default=None)
+    fields: tuple[_Field, ...] = field(repr=False, default=())
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -132,7 +135,7 @@ class Manifest:
     def inputs(self) -> list[dict]:
         return self.data["inputs"]
 
-    @property
+    @cached_property
     def input_keys(self) -> list[str]:
         return [spec["key"] for spec in self.inputs]
 
@@ -159,10 +162,16 @@ class Manifest:
             if value is None or (value == "" and not spec["required"]):
                 continue
             data[spec["key"]] = value
-        try:
-            values = self.schema.load(data)
-        except marshmallow.ValidationError as exc:
-            raise BadRequest(_first_message(exc.messages)) from None
+        values = {}
+        for input_ in self.fields:
+            if input_.key not in data:
+                if input_.required:
+                    raise BadRequest(input_.missing_message)
+                continue
+            try:
+                values[input_.key] = input_.convert(data[input_.key])
+            except _Invalid as exc:
+                raise BadRequest(str(exc)) from None
         for spec in self.inputs:
             if spec["key"] not in values and "default" in spec:
                 values[spec["key"]] = spec["default"]
@@ -182,22 +191,6 @@ class Manifest:
             if spec["key"] in values:
                 out[spec.get("param", spec["key"])] = values[spec["key"]]
         return out
-
-
-def _first_message(messages) -> str:
-    while isinstance(messages, (dict, list)):
-        messages = next(iter(messages.values())) if isinstance(messages, dict) else messages[0]
-    return str(messages)
-
-
-def _build_schema(manifest: dict) -> marshmallow.Schema:
-    attrs = {}
-    for spec in manifest["inputs"]:
-        missing_message = spec.get("message") or f"'{spec['key']}' is required."
-        attrs[spec["key"]] = _Field(spec, required=spec["required"],
-                                    error_messages={"required": missing_message, "null": missing_message})
-    schema_cls = marshmallow.Schema.from_dict(attrs, name=f"{manifest['key']}_request")
-    return schema_cls(unknown=marshmallow.RAISE)
 
 
 def _schema_validator(schema_path: Path) -> jsonschema.Draft202012Validator:
@@ -253,7 +246,8 @@ def load_manifests(directory: Path | str) -> dict[str, Manifest]:
                 raise ManifestError(f"{path.name}: route: {route} is already used by {routes[route]}")
             if route:
                 routes[route] = path.name
-        manifests[data["key"]] = Manifest(key=data["key"], data=data, path=path, schema=_build_schema(data))
+        manifests[data["key"]] = Manifest(key=data["key"], data=data, path=path,
+                                       fields=tuple(_Field(spec) for spec in data["inputs"]))
     if not manifests:
         raise ManifestError(f"{directory}: no manifests found")
     return manifests

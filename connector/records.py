@@ -32,6 +32,8 @@ def as_int(value: Any) -> int | None:
 
 
 def _pick(source: dict | None, names: tuple[str, ...]) -> dict:
+    if type(source) is dict and tuple(source) == names:   # already the record's shape: copy it whole
+        return source.copy()
     source = source or {}
     return {name: source.get(name) for name in names}
 

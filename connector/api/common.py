@@ -7,7 +7,9 @@ import logging
 import secrets
 from typing import Any
 
+import orjson
 from flask import current_app, g, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..errors import (INVALID_JSON, INVALID_KEY, KEY_HEADERS, PROVIDER_KEY_NEEDED, UPSTREAM_RATE_LIMITED,
@@ -22,6 +24,50 @@ log = logging.getLogger("connector")
 REQUEST_SOURCES = ("MAKE_DOT_COM", "ZAPIER", "API")
 # How a provider key is written where it is not one string (contract section 2).
 PROVIDER_KEY_FORMS = {"tiktok_research": "client_key:client_secret"}
+
+
+# Types orjson must hand to Flask's ``default`` so that answers read as they always did
+# (a datetime as an HTTP date, a dataclass as a dict).
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """``json.loads`` semantics at orjson's speed: orjson reads every ordinary body; what it
+    refuses (NaN, integers beyond 64 bits, UTF-16 bodies, lone surrogates, deep nesting) is
+    read by ``json.loads``, so nothing is accepted or refused differently than before."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
+
+
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON provider with orjson underneath: the same documents (compact, keys in
+    insertion order), written several times faster. Non-ASCII text is written as UTF-8
+    rather than ``\\u`` escapes, and NaN as null; anything orjson cannot write (an integer
+    beyond 64 bits, a key that is not a string) falls back to Flask's own writer."""
+
+    sort_keys = False
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        return self._dump(obj, **kwargs).decode()
+
+    def _dump(self, obj: Any, **kwargs: Any) -> bytes:
+        if not kwargs or kwargs == {"separators": (",", ":")}:
+            try:
+                return orjson.dumps(obj, default=self.default, option=_ORJSON_OPTIONS)
+            except TypeError:
+                pass
+        return super().dumps(obj, **kwargs).encode()
+
+    def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        return super().loads(s, **kwargs) if kwargs else parse_json(s)
+
+    def response(self, *args: Any, **kwargs: Any):
+        obj = self._prepare_response_obj(args, kwargs)
+        if (self.compact is None and self._app.debug) or self.compact is False:
+            return super().response(obj)
+        return self._app.response_class(self._dump(obj) + b"\n", mimetype=self.mimetype)
 
 
 def services() -> Services:
@@ -109,7 +155,7 @@ def json_body() -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw)
+        return parse_json(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadRequest(INVALID_JSON) from None
 

@@ -7,13 +7,14 @@ and the provider choice is named as the request makes it: the ``X-Provider`` hea
 
 from __future__ import annotations
 
-from ..errors import (PROVIDER_KEY_OPTION, PROVIDER_OPTION, BadRequest, Conflict, ConnectorError,
+from ..errors import (PROVIDER_KEY_OPTION, PROVIDER_OPTION, BadRequest, Conflict, ConnectorError, Forbidden,
                       InsufficientCredits, NotFoundError, PayloadTooLarge, QuotaExceeded, RateLimited,
                       Unauthorized, UpstreamError, worded)
 
 STATUS = {
     BadRequest: 400,
     Unauthorized: 401,
+    Forbidden: 403,
     InsufficientCredits: 403,
     QuotaExceeded: 403,
     NotFoundError: 404,

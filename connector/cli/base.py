@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 
 import click
@@ -16,6 +17,36 @@ from ..store.migrate import SchemaError
 
 # The CLI's words for the caller's provider choice (the HTTP edge says X-Provider headers).
 CLI_WORDS = {PROVIDER_OPTION: "--provider", PROVIDER_KEY_OPTION: "--provider-key"}
+
+# The variables that hold each provider's credentials, for messages that say what to set.
+PROVIDER_VARIABLES = {"dumpling": "DUMPLING_API_KEY", "socialfetch": "SOCIALFETCH_API_KEY",
+                      "tiktok_research": "TIKTOK_CLIENT_KEY and TIKTOK_CLIENT_SECRET"}
+NO_PROVIDER = ("No data provider is configured: set DUMPLING_API_KEY, SOCIALFETCH_API_KEY or TIKTOK_CLIENT_KEY "
+               "and TIKTOK_CLIENT_SECRET (or CONNECTOR_PROVIDER), or try the built-in demo provider with "
+               "--provider demo.")
+# Where the seed documents tell an API caller to contact support, the CLI's user is the
+# operator, who can act: these say what to do instead.
+OPERATOR_MESSAGES = {
+    "not_configured": NO_PROVIDER,
+    "auth_failed": "The {provider} provider refused this server's credentials: check {variables}.",
+}
+
+
+def upstream_words(kind: str, provider: str | None, seed_message: str) -> str:
+    """A provider failure as the CLI says it: the seed's words, or the operator's where the
+    seed would send a user to support."""
+    template = OPERATOR_MESSAGES.get(kind)
+    if template is None:
+        return worded(seed_message, CLI_WORDS)
+    return template.format(provider=provider or "data",
+                           variables=PROVIDER_VARIABLES.get(provider or "", "its credentials"))
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("tiktok-connector")
+    except importlib.metadata.PackageNotFoundError:   # a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def fail(exc: ConnectorError, extra: str = "") -> click.ClickException:
@@ -48,6 +79,7 @@ def open_keys(settings: Settings):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(version(), "--version", "-V", prog_name="connector", message="%(prog)s %(version)s")
 def main():
     """tiktok-connector: TikTok follower data for Zapier, Make.com and webhooks."""
     logging.basicConfig(level=load_settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

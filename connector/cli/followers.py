@@ -28,7 +28,7 @@ from ..providers import ProviderPool
 from ..records import follower_key
 from ..records import FOLLOWER_STATS_FIELDS, FOLLOWER_USER_FIELDS
 from ..walk import CSV_FIELDS, WalkStats, walk
-from .base import CLI_WORDS, fail, load_settings
+from .base import CLI_WORDS, fail, load_settings, upstream_words
 
 STATE_VERSION = 1
 PROGRESS_INTERVAL = 0.1  # seconds between two redraws of the progress line
@@ -147,15 +147,27 @@ def _explain(exc: UpstreamError, settings: Settings, which: str, handle: str, se
         message = exc.user_message(messages, handle)
     except (ManifestError, KeyError):
         message = exc.kind.replace("_", " ")
+    message = upstream_words(exc.kind, exc.provider, message)
+    if exc.kind == "not_configured":   # nothing was called: there is no detail to show
+        return message
     return worded(f"{message} ({exc.provider or 'provider'}: {redact(exc.detail, secrets)})", CLI_WORDS)
 
 
 # -- output files ----------------------------------------------------------------------------
 
+def _csv_cell(value) -> object:
+    """A value as a CSV cell: booleans as true/false (as in JSON), nothing as an empty cell."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
 def _csv_row(record: dict) -> list:
     user, stats = record.get("user") or {}, record.get("stats") or {}
     values = [user.get(name) for name in FOLLOWER_USER_FIELDS] + [stats.get(name) for name in FOLLOWER_STATS_FIELDS]
-    return ["" if value is None else value for value in values]
+    return [_csv_cell(value) for value in values]
 
 
 def _format_records(records: list[dict], fmt: str) -> str:

@@ -7,6 +7,8 @@ import threading
 
 import click
 
+from .. import metrics
+from ..config import ConfigError
 from ..manifests import ManifestError
 from ..services import build_services
 from ..store.migrate import SchemaError
@@ -16,13 +18,26 @@ from .base import load_settings
 
 @click.command("poll")
 @click.option("--once", is_flag=True, help="One pass (poll due watches, deliver due webhooks, prune), then exit.")
-def poll_command(once):
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Serve this worker's GET /metrics on this port (where it shares no PROMETHEUS_MULTIPROC_DIR "
+                   "with the web service).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
+def poll_command(once, metrics_port, metrics_host):
     """Poll due watches for new followers and deliver webhooks (the Procfile's worker)."""
     settings = load_settings()
     try:
+        metrics.check_multiprocess_dir()
         svc = build_services(settings)
-    except (ManifestError, SchemaError) as exc:
+    except (ManifestError, SchemaError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
+    if metrics_port is not None:
+        try:
+            metrics.serve_in_thread(metrics_host, metrics_port, settings.metrics_token, svc.store)
+        except OSError as exc:
+            svc.close()
+            raise click.ClickException(f"Cannot serve metrics on {metrics_host}:{metrics_port}: "
+                                       f"{exc.strerror or exc}; choose another --metrics-port.") from None
+        click.echo(f"Metrics on http://{metrics_host}:{metrics_port}/metrics", err=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

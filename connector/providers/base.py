@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from .. import metrics
 from ..config import Settings
 from ..errors import InvalidCursor, NotOffered
 
@@ -36,7 +37,7 @@ class Provider:
         provider does not offer it."""
         if name in self.unsupported:
             raise NotOffered(self.name, label or name.replace("_", " "), self.unsupported[name])
-        return getattr(self, name)
+        return metrics.timed_upstream(self.name, name, getattr(self, name))   # counted and timed
 
     def accepts_cursor(self, cursor: Any) -> bool:
         """Whether a caller's cursor (a previous page's ``minCursor``) can be paged from.

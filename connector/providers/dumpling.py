@@ -14,7 +14,7 @@ from ..config import Settings
 from ..errors import UpstreamError, kind_for_status
 from ..records import Page, profile_record, user_record
 from .base import Provider
-from .http import UpstreamHTTP
+from .http import UpstreamHTTP, response_json
 
 PATHS = {
     "profile": "/api/v1/get-tiktok-profile",
@@ -77,8 +77,8 @@ class DumplingProvider(Provider):
         if response.status_code != 200:
             self._raise_for(response)
         try:
-            data = response.json()
-        except ValueError:
+            data = response_json(response)
+        except (ValueError, UnicodeDecodeError):
             raise UpstreamError("invalid_data", f"non-JSON body from {which}", provider=self.name) from None
         if not isinstance(data, dict):
             raise UpstreamError("invalid_data", f"{which} body is not an object", provider=self.name)

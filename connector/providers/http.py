@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 
 import httpx
+import orjson
 
 from ..config import Settings
 from ..errors import UpstreamError, redact
@@ -65,10 +66,23 @@ def parse_retry_after(value: str | None) -> float | None:
     return min(max(0.0, seconds), MAX_RETRY_AFTER)
 
 
+def response_json(response: httpx.Response):
+    """``response.json()``, read by orjson when the body is UTF-8 (several times faster on a page
+    of followers); anything orjson refuses is left to ``response.json()``, so what parses and
+    what raises ``ValueError`` is unchanged."""
+    content_type = response.headers.get("Content-Type", "").lower()
+    if "charset" not in content_type or "utf-8" in content_type:   # (charset_encoding is slow to read)
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            pass
+    return response.json()
+
+
 def read_json(response: httpx.Response, what: str, provider: str) -> dict:
     """The body of a 200 as a dict, or ``UpstreamError("invalid_data")``."""
     try:
-        data = response.json()
+        data = response_json(response)
     except (ValueError, UnicodeDecodeError):
         raise UpstreamError("invalid_data", f"non-JSON body from {what}", provider=provider) from None
     if not isinstance(data, dict):

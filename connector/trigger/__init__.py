@@ -20,6 +20,7 @@ an inbox read by the polling route). Each concern has its module:
     crypto.py         provider keys stored encrypted for the poller
     targets.py        webhook target checks (no private addresses unless allowed), DNS with a timeout
     retention.py      pruning of old events, deliveries, attempts and idle polling subscriptions
+    replay.py         a hook's deliveries sent again from a chosen time, same event ids
     worker.py         ``poll_due_watches``, ``run_worker`` and the ``connector poll`` command
 
 The routes are blueprints in :mod:`connector.api` (``hooks.py``, ``triggers.py``).

@@ -20,9 +20,11 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
+from .. import metrics
 from ..errors import redact
 from ..providers.http import parse_retry_after
 from .events import iso
@@ -46,6 +48,20 @@ class Claimed:
     receiver: str        # host:port of the target
     key_id: str          # the hook's owner
     claimed_at: float
+    row: Any = None      # what sending it needs (see _SENDING), loaded with the claim
+
+
+@dataclass
+class Attempt:
+    """One POST made and not yet recorded: :func:`record_outcomes` writes many at once."""
+    claimed: Claimed
+    row: Any
+    status_code: int | None
+    error: str | None
+    retry_after: float | None
+    started: float
+    finished: float
+    failing_since: float | None = None   # of its hook, once this attempt is counted
 
 
 @dataclass
@@ -54,6 +70,7 @@ class Outcome:
     result: str            # delivered | retry | failed | gone | disabled | skipped
     status_code: int | None = None
     error: str | None = None
+    subscription_id: str | None = None
 
 
 def _slots(column, busy: dict[str, int], cap: int):
@@ -104,7 +121,9 @@ def claim_due_deliveries(store, *, now: float, lease: float, limit: int, due_bef
                                       deliveries.c.next_attempt_at <= due_before)
                                .values(next_attempt_at=now + lease, claimed_until=now + lease)
                                .returning(deliveries.c.id)).scalars().all()
-    return [Claimed(id=i, receiver=picked[i][0], key_id=picked[i][1], claimed_at=now) for i in sorted(claimed)]
+        rows = {row.id: row for row in conn.execute(_SENDING, {"ids": list(claimed)})} if claimed else {}
+    return [Claimed(id=i, receiver=picked[i][0], key_id=picked[i][1], claimed_at=now, row=rows.get(i))
+            for i in sorted(claimed)]
 
 
 def retry_delay(schedule: tuple[int, ...], attempts: int, retry_after: float | None,
@@ -126,20 +145,39 @@ def _error_text(status: int, body: bytes, secret: str) -> str:
     return f"{error}: {redact(snippet, (secret,))}" if snippet else error
 
 
-def deliver_one(svc, claimed: Claimed, *, rng: random.Random | None = None, resolve=None) -> Outcome:
-    """Send one claimed delivery and record the outcome."""
+# What sending a delivery needs, for the ids given (a claimed batch, or one delivery).
+_SENDING = (sa.select(deliveries.c.id, deliveries.c.attempts, deliveries.c.event_id, deliveries.c.subscription_id,
+                      subscriptions.c.watch_id, subscriptions.c.target_url, subscriptions.c.secret,
+                      events.c.payload, events.c.detected_at)
+            .select_from(deliveries.join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
+                         .join(events, events.c.id == deliveries.c.event_id))
+            .where(deliveries.c.id.in_(sa.bindparam("ids", expanding=True)), deliveries.c.status == "pending",
+                   subscriptions.c.status.notin_(SILENT_STATUSES)))
+_FAILING = sa.select(subscriptions.c.id, subscriptions.c.failing_since).where(
+    subscriptions.c.id.in_(sa.bindparam("ids", expanding=True)))
+_DONE = {   # a delivery's row after an attempt, by result (executemany)
+    "delivered": deliveries.update().where(deliveries.c.id == sa.bindparam("did")).values(
+        status="delivered", delivered_at=sa.bindparam("at"), attempts=sa.bindparam("n"),
+        last_status=sa.bindparam("code"), last_error=sa.bindparam("error"), claimed_until=None),
+    "retry": deliveries.update().where(deliveries.c.id == sa.bindparam("did")).values(
+        next_attempt_at=sa.bindparam("at"), attempts=sa.bindparam("n"),
+        last_status=sa.bindparam("code"), last_error=sa.bindparam("error"), claimed_until=None),
+    "failed": deliveries.update().where(deliveries.c.id == sa.bindparam("did")).values(
+        status="failed", attempts=sa.bindparam("n"),
+        last_status=sa.bindparam("code"), last_error=sa.bindparam("error"), claimed_until=None),
+}
+
+
+def send_one(svc, claimed: Claimed, *, resolve=None) -> Attempt | Outcome:
+    """POST one claimed delivery; the :class:`Attempt` to record, or an :class:`Outcome`
+    when there was nothing to send (skipped, or the delivery or its hook is gone)."""
     settings = svc.settings
     if svc.clock() - claimed.claimed_at > START_WITHIN:   # too late to start inside the lease: leave it
         return Outcome(claimed.id, "skipped")
-    with svc.store.connect() as conn:
-        row = conn.execute(
-            sa.select(deliveries.c.id, deliveries.c.attempts, deliveries.c.event_id,
-                      deliveries.c.subscription_id, subscriptions.c.watch_id, subscriptions.c.target_url,
-                      subscriptions.c.secret, subscriptions.c.failing_since, events.c.payload)
-            .select_from(deliveries.join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
-                         .join(events, events.c.id == deliveries.c.event_id))
-            .where(deliveries.c.id == claimed.id, deliveries.c.status == "pending",
-                   subscriptions.c.status.notin_(SILENT_STATUSES))).first()
+    row = claimed.row
+    if row is None:
+        with svc.store.connect() as conn:
+            row = conn.execute(_SENDING, {"ids": [claimed.id]}).first()
     if row is None:
         return Outcome(claimed.id, "gone")
     status_code, error, retry_after = None, None, None
@@ -155,51 +193,97 @@ def deliver_one(svc, claimed: Claimed, *, rng: random.Random | None = None, reso
             retry_after = parse_retry_after(answer.headers.get("retry-after"))
     except PostFailed as exc:
         error = exc.message
-    now = svc.clock()
-    return _record(svc, row, claimed.id, status_code, error, retry_after, started, now, rng)
+    return Attempt(claimed, row, status_code, error, retry_after, started, svc.clock())
 
 
-def _record(svc, row, delivery_id, status_code, error, retry_after, started, now, rng) -> Outcome:
+def deliver_one(svc, claimed: Claimed, *, rng: random.Random | None = None, resolve=None) -> Outcome:
+    """Send one claimed delivery and record the outcome."""
+    attempt = send_one(svc, claimed, resolve=resolve)
+    if isinstance(attempt, Outcome):
+        return attempt
+    return record_outcomes(svc, [attempt], rng=rng)[0]
+
+
+def record_outcomes(svc, attempts: list[Attempt], *, rng: random.Random | None = None) -> list[Outcome]:
+    """Record the outcomes of many attempts in ONE transaction; their outcomes, in order.
+
+    Until this commits, each delivery stays claimed (its lease running), so a sender that
+    dies after its POSTs and before this commit sends them again when the leases expire,
+    with the same ``webhook-id``: delivery is at least once.
+    """
     settings = svc.settings
-    attempts = row.attempts + 1
-    failing_since = None if error is None else (row.failing_since or started)
-    disable = error is not None and now - failing_since >= settings.hook_disable_after
+    outcomes: dict[int, Outcome] = {}
+    logs: list = []
+    deleted: set = set()
     with svc.store.write() as conn:
-        if status_code == 410:
-            # The receiver says the subscription is gone (Zapier does this on unsubscribe).
-            delete_subscription(conn, row.subscription_id, row.watch_id)
-            log.info("subscription %s answered 410; deleted", row.subscription_id)
-            return Outcome(delivery_id, "gone", status_code, error)
-        values = {"last_error": error, "last_called_at": now, "failing_since": failing_since}
-        if disable:
-            values.update(status="disabled", status_reason=(
-                f"Disabled: deliveries have failed since {iso(failing_since)} without a success "
-                f"(last: {error}). Fix the receiver, then enable the hook again: "
-                'PATCH /api/v1/hooks/<id> {"enabled": true}.'))
-        still_there = conn.execute(subscriptions.update().where(subscriptions.c.id == row.subscription_id)
-                                   .values(**values)).rowcount
-        if not still_there:  # unsubscribed while we were sending
-            return Outcome(delivery_id, "gone", status_code, error)
-        conn.execute(delivery_attempts.insert().values(
-            subscription_id=row.subscription_id, event_id=row.event_id, attempted_at=now,
-            status_code=status_code, error=error, duration_ms=int(max(0.0, now - started) * 1000)))
-        if error is None:
-            values = {"status": "delivered", "delivered_at": now}
-            result = "delivered"
-        else:
-            delay = retry_delay(settings.webhook_retry_schedule, attempts, retry_after, rng)
-            result = "failed" if delay is None else ("disabled" if disable else "retry")
-            values = {"status": "failed"} if delay is None else {"next_attempt_at": now + delay}
-        conn.execute(deliveries.update().where(deliveries.c.id == delivery_id).values(
-            attempts=attempts, last_status=status_code, last_error=error, claimed_until=None, **values))
-        if delivery_id % 10 == 0:
-            _prune_attempts(conn, row.subscription_id)
-    if error is not None:
-        log.info("delivery %s of %s to subscription %s: %s (%s)", delivery_id, row.event_id,
-                 row.subscription_id, error, result)
-    if disable:
-        log.warning("subscription %s disabled: failing since %s", row.subscription_id, iso(failing_since))
-    return Outcome(delivery_id, result, status_code, error)
+        for attempt in attempts:     # 410: the receiver says the subscription is gone (Zapier, on unsubscribe)
+            if attempt.status_code == 410:
+                row = attempt.row
+                if row.subscription_id not in deleted:
+                    deleted.add(row.subscription_id)
+                    delete_subscription(conn, row.subscription_id, row.watch_id)
+                    logs.append((log.info, "subscription %s answered 410; deleted", row.subscription_id))
+                outcomes[id(attempt)] = Outcome(row.id, "gone", 410, attempt.error, row.subscription_id)
+        live = [a for a in attempts if id(a) not in outcomes]
+        subs = sorted({a.row.subscription_id for a in live})
+        failing = dict(conn.execute(_FAILING, {"ids": subs}).all()) if subs else {}
+        attempt_rows, done, prune = [], {"delivered": [], "retry": [], "failed": []}, set()
+        for sub_id in subs:
+            mine = [a for a in live if a.row.subscription_id == sub_id]
+            if sub_id in failing:
+                since, values = failing[sub_id], {}
+                for a in mine:       # in the order they were made
+                    since = None if a.error is None else (since or a.started)
+                    if a.error is not None and a.finished - since >= settings.hook_disable_after:
+                        values.update(status="disabled", status_reason=(
+                            f"Disabled: deliveries have failed since {iso(since)} without a success "
+                            f"(last: {a.error}). Fix the receiver, then enable the hook again: "
+                            'PATCH /api/v1/hooks/<id> {"enabled": true}.'))
+                        logs.append((log.warning, "subscription %s disabled: failing since %s", sub_id, iso(since)))
+                    a.failing_since = since
+                last = mine[-1]
+                values.update(last_error=last.error, last_called_at=last.finished, failing_since=last.failing_since)
+                still_there = conn.execute(subscriptions.update().where(subscriptions.c.id == sub_id)
+                                           .values(**values)).rowcount
+            else:
+                still_there = 0
+            for a in mine:
+                row = a.row
+                if not still_there:      # unsubscribed while we were sending
+                    outcomes[id(a)] = Outcome(row.id, "gone", a.status_code, a.error, sub_id)
+                    continue
+                attempt_rows.append({"subscription_id": sub_id, "event_id": row.event_id, "attempted_at": a.finished,
+                                     "status_code": a.status_code, "error": a.error,
+                                     "duration_ms": int(max(0.0, a.finished - a.started) * 1000)})
+                n = row.attempts + 1
+                params = {"did": row.id, "n": n, "code": a.status_code, "error": a.error}
+                if a.error is None:
+                    result = "delivered"
+                    done["delivered"].append({**params, "at": a.finished})
+                    metrics.delivered(a.finished - row.detected_at)
+                else:
+                    delay = retry_delay(settings.webhook_retry_schedule, n, a.retry_after, rng)
+                    disabled = a.finished - a.failing_since >= settings.hook_disable_after
+                    result = "failed" if delay is None else ("disabled" if disabled else "retry")
+                    if delay is None:
+                        done["failed"].append(params)
+                    else:
+                        done["retry"].append({**params, "at": a.finished + delay})
+                    logs.append((log.info, "delivery %s of %s to subscription %s: %s (%s)", row.id, row.event_id,
+                                 sub_id, a.error, result))
+                outcomes[id(a)] = Outcome(row.id, result, a.status_code, a.error, sub_id)
+                if row.id % 10 == 0:
+                    prune.add(sub_id)
+        if attempt_rows:
+            conn.execute(delivery_attempts.insert(), attempt_rows)
+        for result, params in done.items():
+            if params:
+                conn.execute(_DONE[result], params)
+        for sub_id in sorted(prune):
+            _prune_attempts(conn, sub_id)
+    for write, *args in logs:
+        write(*args)
+    return [outcomes[id(a)] for a in attempts]
 
 
 def _prune_attempts(conn, subscription_id: str) -> None:

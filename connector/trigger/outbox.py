@@ -19,8 +19,8 @@ import logging
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
-from ..store import insert_ignore
 from .billing import Tab, settle
 from .events import dumps, event_payload
 from .leases import LeaseLost
@@ -28,6 +28,8 @@ from .tables import deliveries, events, inbox, seen_followers, subscriptions, wa
 
 log = logging.getLogger("connector.trigger")
 
+# The watch's columns a poll's commit sets: to the poll's ``values``, else as they were.
+_KEPT = ("status", "last_error", "last_error_kind", "resume_cursor")
 # Subscriptions that receive nothing, whatever was paid: their owner paused them, or they failed for days.
 SILENT_STATUSES = ("disabled", "paused")
 
@@ -42,31 +44,58 @@ class Found:
     since: float | None
 
 
+_CHUNK = 500   # rows one INSERT carries (SQLite allows 32,766 parameters a statement)
+
+
+def insert_ignore_many(dialect: str, table: sa.Table, rows: list[dict]):
+    """One ``INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING`` for SQLite and PostgreSQL."""
+    module = postgresql if dialect == "postgresql" else sqlite
+    return module.insert(table).values(rows).on_conflict_do_nothing()
+
+
+def _insert_many(conn, dialect, table, rows: list[dict], returning=None) -> list:
+    """``INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING`` in chunks; the returned rows."""
+    out = []
+    for start in range(0, len(rows), _CHUNK):
+        stmt = insert_ignore_many(dialect, table, rows[start:start + _CHUNK])
+        if returning is not None:
+            out.extend(conn.execute(stmt.returning(*returning)).all())
+        else:
+            conn.execute(stmt)
+    return out
+
+
 def store_events(conn, dialect, wid, handle, provider_name, oldest_first, now, *, baseline,
                  recipients: list | None = None) -> int:
     """Seen rows, events and their delivery and inbox rows; returns how many events were new.
 
     ``recipients[i]`` is ``(hook_ids, poll_ids)`` for the i-th follower of ``oldest_first``.
+    One multi-row statement per table (however many followers), events oldest first so
+    that ``seq`` puts the newest last.
     """
-    inserted = 0
-    for index, (key, record) in enumerate(oldest_first):
-        conn.execute(insert_ignore(dialect, seen_followers, {"watch_id": wid, "follower_key": key}))
+    if not oldest_first:
+        return 0
+    _insert_many(conn, dialect, seen_followers, [{"watch_id": wid, "follower_key": key} for key, _ in oldest_first])
+    rows = []
+    for key, record in oldest_first:
         payload = event_payload(wid, key, record, handle=handle, provider=provider_name, detected_at=now)
-        new = conn.execute(insert_ignore(dialect, events, {
-            "id": payload["id"], "watch_id": wid, "follower_key": key, "payload": dumps(payload),
-            "detected_at": now, "baseline": baseline}).returning(events.c.seq)).first()
-        if new is None:
-            continue
-        inserted += 1
-        hook_ids, poll_ids = recipients[index] if recipients is not None else ((), ())
-        for sub_id in hook_ids:
-            conn.execute(insert_ignore(dialect, deliveries, {
-                "subscription_id": sub_id, "event_id": payload["id"], "status": "pending", "attempts": 0,
-                "next_attempt_at": now, "created_at": now}))
-        for sub_id in poll_ids:
-            conn.execute(insert_ignore(dialect, inbox, {"subscription_id": sub_id, "seq": new.seq,
-                                                        "created_at": now}))
-    return inserted
+        rows.append({"id": payload["id"], "watch_id": wid, "follower_key": key, "payload": dumps(payload),
+                     "detected_at": now, "baseline": baseline})
+    new = dict(_insert_many(conn, dialect, events, rows, returning=(events.c.id, events.c.seq)))
+    if recipients is not None:
+        sends, inboxes = [], []
+        for row, (hook_ids, poll_ids) in zip(rows, recipients):
+            seq = new.get(row["id"])
+            if seq is None:
+                continue
+            sends.extend({"subscription_id": sub_id, "event_id": row["id"], "status": "pending", "attempts": 0,
+                          "next_attempt_at": now, "created_at": now} for sub_id in hook_ids)
+            inboxes.extend({"subscription_id": sub_id, "seq": seq, "created_at": now} for sub_id in poll_ids)
+        if sends:
+            _insert_many(conn, dialect, deliveries, sends)
+        if inboxes:
+            _insert_many(conn, dialect, inbox, inboxes)
+    return len(new)
 
 
 def _recipients(subs, item: Found) -> tuple[list[str], list[str]]:
@@ -82,12 +111,24 @@ def _recipients(subs, item: Found) -> tuple[list[str], list[str]]:
     return hooks, polls
 
 
+# The statements every poll's commit runs, built once (building and keying a statement per
+# call costs more CPU than running it).
+_CLOSE_POLL = watches.update().where(
+    watches.c.id == sa.bindparam("wid"), watches.c.lease_owner == sa.bindparam("owner")).values(
+    last_poll_at=sa.bindparam("now"), next_poll_at=sa.bindparam("next_poll"), lease_owner=None,
+    lease_expires_at=None, credits_spent=watches.c.credits_spent + sa.bindparam("spent"),
+    pages_read=watches.c.pages_read + sa.bindparam("pages"), status=sa.bindparam("status"),
+    last_error=sa.bindparam("last_error"), last_error_kind=sa.bindparam("last_error_kind"),
+    resume_cursor=sa.bindparam("resume_cursor"))
+_SUBSCRIPTIONS = (sa.select(subscriptions).where(subscriptions.c.watch_id == sa.bindparam("wid"))
+                  .order_by(subscriptions.c.created_at, subscriptions.c.id))
+# On PostgreSQL a concurrent DELETE waits for the commit instead of breaking it.
+_SUBSCRIPTIONS_LOCKED = _SUBSCRIPTIONS.with_for_update(read=True, key_share=True)
+
+
 def _subscriptions_for_update(conn, dialect: str, wid: str):
-    query = (sa.select(subscriptions).where(subscriptions.c.watch_id == wid)
-             .order_by(subscriptions.c.created_at, subscriptions.c.id))
-    if dialect == "postgresql":   # a concurrent DELETE waits for this commit instead of breaking it
-        query = query.with_for_update(read=True, key_share=True)
-    return conn.execute(query).mappings().all()
+    query = _SUBSCRIPTIONS_LOCKED if dialect == "postgresql" else _SUBSCRIPTIONS
+    return conn.execute(query, {"wid": wid}).mappings().all()
 
 
 def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: list[Found], *, now: float,
@@ -102,10 +143,9 @@ def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: li
     next_poll = now if backlog else now + svc.settings.poll_interval
     try:
         with svc.store.write() as conn:
-            result = conn.execute(watches.update().where(watches.c.id == wid, watches.c.lease_owner == owner).values(
-                last_poll_at=now, next_poll_at=next_poll, lease_owner=None, lease_expires_at=None,
-                credits_spent=watches.c.credits_spent + tab.total, pages_read=watches.c.pages_read + pages,
-                **values))
+            result = conn.execute(_CLOSE_POLL, {
+                "wid": wid, "owner": owner, "now": now, "next_poll": next_poll, "spent": tab.total, "pages": pages,
+                **{name: values.get(name, watch[name]) for name in _KEPT}})
             if result.rowcount != 1:
                 raise LeaseLost(wid)
             subs = _subscriptions_for_update(conn, dialect, wid)

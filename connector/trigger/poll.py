@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from .. import metrics
 from ..errors import NotOffered, UpstreamError, redact
 from ..store.keys import Caller
 from .billing import Tab, load_callers, paying_subscriptions
@@ -26,8 +27,8 @@ from .crypto import decrypt_credentials
 from .detect import LoopDetected, Walk, keyed, walk
 from .leases import LeaseLost, claim_watch, new_owner, release_watch, renew_lease
 from .outbox import Found, commit_poll
-from .tables import seen_followers, subscriptions
-from .watches import dump_gaps, get_watch, load_gaps, trigger_manifest
+from .tables import seen_followers, subscriptions, watches
+from .watches import dump_gaps, load_gaps, trigger_manifest
 
 log = logging.getLogger("connector.trigger")
 
@@ -54,6 +55,43 @@ class PollResult:
         return key_id in self.unpaid and not self.charged.get(key_id)
 
 
+_SEEN = sa.select(seen_followers.c.follower_key).where(
+    seen_followers.c.watch_id == sa.bindparam("wid"),
+    seen_followers.c.follower_key.in_(sa.bindparam("keys", expanding=True)))
+
+
+@dataclass
+class Prepared:
+    """What a poll starts from: the watch row, its subscriptions (oldest first) and their keys."""
+    watch: Any
+    subs: list
+    callers: dict      # key id -> Caller, None for a revoked or deleted key
+
+
+def prepare(conn, keys, wids: list[str]) -> dict[str, Prepared]:
+    """The :class:`Prepared` of each watch of ``wids`` that exists, in three statements
+    whatever their number (a poller loads a whole claimed batch at once)."""
+    if not wids:
+        return {}
+    rows = conn.execute(sa.select(watches).where(watches.c.id.in_(wids))).mappings().all()
+    subs = conn.execute(sa.select(subscriptions).where(subscriptions.c.watch_id.in_(wids))
+                        .order_by(subscriptions.c.created_at, subscriptions.c.id)).mappings().all()
+    by_watch: dict[str, list] = {}
+    for sub in subs:
+        by_watch.setdefault(sub["watch_id"], []).append(sub)
+    callers = load_callers(conn, keys, sorted({sub["key_id"] for sub in subs}))
+    return {row["id"]: Prepared(row, by_watch.get(row["id"], []), callers) for row in rows}
+
+
+def paid_pages(prepared: dict[str, "Prepared"], settings, now: float, cost: int) -> dict[str, int]:
+    """Credits each key pays if every prepared watch reads one page (a steady-state poll)."""
+    wanted: dict[str, int] = {}
+    for item in prepared.values():
+        for key_id in {sub["key_id"] for sub in paying_subscriptions(item.subs, settings, now)}:
+            wanted[key_id] = wanted.get(key_id, 0) + cost
+    return wanted
+
+
 class _Poll:
     """The state of one poll: the watch, who pays, what was read."""
 
@@ -68,23 +106,23 @@ class _Poll:
         self.eligible = None                        # keys that may pay the walk under way (a gap's)
         self.key_since: dict[str, float] = {}      # key id -> its earliest subscription on the watch
 
-    def load(self) -> bool:
-        with self.svc.store.connect() as conn:
-            self.watch = get_watch(conn, self.wid)
-            if self.watch is None:
-                return False
-            subs = conn.execute(sa.select(subscriptions).where(subscriptions.c.watch_id == self.wid)
-                                .order_by(subscriptions.c.created_at, subscriptions.c.id)).mappings().all()
-            paying = paying_subscriptions(subs, self.svc.settings, self.now)
-            for sub in paying:
-                since = self.key_since.get(sub["key_id"])
-                self.key_since[sub["key_id"]] = sub["created_at"] if since is None else min(since, sub["created_at"])
-            if self.subscriber is None:
-                callers = load_callers(conn, self.svc.keys, sorted({s["key_id"] for s in paying}))
-            else:
-                callers = {self.subscriber.id: self.subscriber}
-                self.sharers = frozenset(s["key_id"] for s in paying if s["status"] == "active")
-        self.tab = Tab(self.svc.keys, callers, self.manifest.cost)
+    def load(self, prepared: "Prepared | None" = None, keys=None) -> bool:
+        if prepared is None:
+            with self.svc.store.connect() as conn:
+                prepared = prepare(conn, self.svc.keys, [self.wid]).get(self.wid)
+        if prepared is None:
+            return False
+        self.watch = prepared.watch
+        paying = paying_subscriptions(prepared.subs, self.svc.settings, self.now)
+        for sub in paying:
+            since = self.key_since.get(sub["key_id"])
+            self.key_since[sub["key_id"]] = sub["created_at"] if since is None else min(since, sub["created_at"])
+        if self.subscriber is None:
+            callers = {k: prepared.callers.get(k) for k in sorted({s["key_id"] for s in paying})}
+        else:
+            callers = {self.subscriber.id: self.subscriber}
+            self.sharers = frozenset(s["key_id"] for s in paying if s["status"] == "active")
+        self.tab = Tab(keys or self.svc.keys, callers, self.manifest.cost)
         return True
 
     def fetch(self, cursor: Any):
@@ -114,8 +152,7 @@ class _Poll:
         if not keys:
             return set()
         with self.svc.store.connect() as conn:
-            return set(conn.execute(sa.select(seen_followers.c.follower_key).where(
-                seen_followers.c.watch_id == self.wid, seen_followers.c.follower_key.in_(keys))).scalars())
+            return set(conn.execute(_SEEN, {"wid": self.wid, "keys": keys}).scalars())
 
     def commit(self, values: dict, found: list[Found], *, pages: int = 0, backlog: bool = False) -> int:
         return commit_poll(self.svc, self.watch, self.owner, self.tab, values, found, now=self.now, pages=pages,
@@ -145,14 +182,16 @@ class _Poll:
 
 
 def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
-               subscriber: Caller | None = None) -> PollResult:
+               subscriber: Caller | None = None, prepared: Prepared | None = None, keys=None) -> PollResult:
     """Poll a watch whose lease ``owner`` holds; commit everything it learnt at once.
 
     ``max_pages`` caps the page budget (polls made inside a request); ``subscriber`` makes
-    it a catch-up read paid by that key alone (see the module docstring).
+    it a catch-up read paid by that key alone (see the module docstring). A poller passes
+    what it loaded for its batch (``prepared``) and the :class:`.billing.Purse` it pays
+    from (``keys``; the key store by default).
     """
     poll = _Poll(svc, wid, owner, subscriber)
-    if not poll.load():
+    if not poll.load(prepared, keys):
         return PollResult(status="gone")
     watch, settings, manifest = poll.watch, svc.settings, poll.manifest
     budget = poll.opts.page_budget if max_pages is None else min(poll.opts.page_budget, max_pages)
@@ -244,4 +283,5 @@ def poll_in_request(svc, wid: str, *, due_only: bool, subscriber: Caller | None 
     except BaseException:
         release_watch(svc.store, wid, owner)
         raise
+    metrics.poll_done(result, "request")
     return None if result.lease_lost else result

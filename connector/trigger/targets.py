@@ -21,6 +21,11 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from ..errors import BadRequest
 
 EXAMPLE = "https://hooks.zapier.com/hooks/standard/123/abc/"
+ALLOW_PRIVATE = "CONNECTOR_ALLOW_PRIVATE_TARGETS"
+# Where the operator allows them: both processes check (the worker again before every delivery).
+PRIVATE_HINT = (f"To deliver to this machine or a private network, the operator sets {ALLOW_PRIVATE}=1 for both "
+                "the web service (`connector serve`) and the worker (`connector poll`); "
+                "`connector serve --demo` does it for its own run.")
 LOOKUP_TIMEOUT = 5.0
 
 
@@ -142,7 +147,7 @@ def resolve_target(url, *, allow_private: bool, resolve=socket.getaddrinfo,
         for address in addresses:
             if _forbidden(address):
                 raise BadRequest(f"'targetUrl' host {host[:100]} resolves to {address}, a private, "
-                                 "loopback or reserved address; webhook targets must be public.")
+                                 f"loopback or reserved address; webhook targets must be public. {PRIVATE_HINT}")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     ordered = tuple(sorted(dict.fromkeys(addresses), key=lambda a: ":" in a))
     return Target(url=url, scheme=parts.scheme, host=host, port=port,

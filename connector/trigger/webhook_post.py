@@ -6,12 +6,22 @@ read) gets what is left of one overall deadline, the name lookup included, and a
 ``max_bytes`` of the response are read before the connection is closed. The connection
 goes to an address checked by :mod:`.targets` (never a fresh lookup), with ``Host`` and
 the TLS server name kept as the URL's name. HTTP/1.1 framing is h11's (httpx's own parser).
+
+Connections are kept alive and reused for the next webhook to the same receiver (scheme,
+host and port, to an address the fresh check allows), at most ``MAX_IDLE`` idle ones per
+receiver, for at most ``IDLE_FOR`` seconds; only a connection whose answer was read to its
+end within the limits goes back, so a receiver that hangs, drips or streams never has one
+reused. A reused connection the receiver had closed meanwhile is retried once on a new
+one, within the same deadline. A checked target is remembered for ``TARGET_TTL`` seconds
+(the connection still goes only to an address that was checked).
 """
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 
@@ -21,6 +31,80 @@ from ..errors import BadRequest
 from .targets import Target, resolve_target
 
 BODY_GRACE = 1.0   # seconds spent reading a body after the status line (the status decides)
+MAX_IDLE = 8       # idle kept-alive connections per receiver (the per-host cap runs at most 8 at once)
+IDLE_FOR = 20.0    # seconds an idle connection is kept (receivers commonly close after 60-75 s)
+TARGET_TTL = 5.0   # seconds a checked target (its name lookup) is reused
+
+
+class _Stale(Exception):
+    """A reused connection turned out closed before any answer: try a new one."""
+
+
+class _Idle:
+    """Idle kept-alive connections by receiver ``(scheme, host, port)``."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._conns: dict[tuple, list] = {}     # receiver -> [(socket, address, idle since)]
+
+    def take(self, key: tuple, addresses: tuple[str, ...]):
+        """An idle connection to one of ``addresses`` still open, as ``(socket, address)``, or None."""
+        while True:
+            with self._lock:
+                conns = self._conns.get(key)
+                if not conns:
+                    return None
+                sock, address, since = conns.pop()
+            if address in addresses and time.monotonic() - since < IDLE_FOR and _quiet(sock):
+                return sock, address
+            sock.close()
+
+    def give(self, key: tuple, sock, address: str) -> None:
+        with self._lock:
+            conns = self._conns.setdefault(key, [])
+            if len(conns) < MAX_IDLE:
+                conns.append((sock, address, time.monotonic()))
+                return
+        sock.close()
+
+    def close_all(self) -> None:
+        with self._lock:
+            conns, self._conns = self._conns, {}
+        for entries in conns.values():
+            for sock, _, _ in entries:
+                sock.close()
+
+
+def _quiet(sock) -> bool:
+    """An idle connection has nothing to read: readable means closed (or junk) - drop it."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
+
+
+idle = _Idle()
+_targets: dict[tuple, tuple[Target, float]] = {}
+_targets_lock = threading.Lock()
+
+
+def _target(url: str, allow_private: bool, resolve, timeout: float) -> Target:
+    """The checked target, from a lookup made less than ``TARGET_TTL`` seconds ago when
+    there is one (the system resolver's only: a caller's own ``resolve`` always asks)."""
+    key = (url, allow_private)
+    if resolve is socket.getaddrinfo:
+        with _targets_lock:
+            hit = _targets.get(key)
+        if hit is not None and time.monotonic() < hit[1]:
+            return hit[0]
+    target = resolve_target(url, allow_private=allow_private, resolve=resolve, timeout=timeout)
+    if resolve is socket.getaddrinfo:
+        with _targets_lock:
+            if len(_targets) > 10_000:
+                _targets.clear()
+            _targets[key] = (target, time.monotonic() + TARGET_TTL)
+    return target
 
 
 class PostFailed(Exception):
@@ -61,12 +145,26 @@ def post(url: str, body: bytes, headers: dict, *, allow_private: bool, timeout: 
     :class:`PostFailed` (unreachable, refused, timed out, not HTTP)."""
     deadline = _Deadline(timeout)
     try:
-        target = resolve_target(url, allow_private=allow_private, resolve=resolve, timeout=deadline.left())
+        target = _target(url, allow_private, resolve, deadline.left())
     except BadRequest as exc:
         raise PostFailed(exc.message.replace("'targetUrl' ", "the target ")) from None
-    sock = _connect(target, deadline)
+    key = (target.scheme, target.host, target.port)
+    reused = idle.take(key, target.addresses)
+    if reused is not None:
+        sock, address = reused
+        try:
+            return _attempt(sock, address, key, target, body, headers, deadline, max_bytes, timeout, reused=True)
+        except _Stale:
+            pass
+    sock, address = _connect(target, deadline)
+    return _attempt(sock, address, key, target, body, headers, deadline, max_bytes, timeout, reused=False)
+
+
+def _attempt(sock, address, key, target, body, headers, deadline, max_bytes, timeout, *, reused: bool) -> Answer:
+    keep = False
     try:
-        return _exchange(sock, target, body, headers, deadline, max_bytes)
+        answer, keep = _exchange(sock, target, body, headers, deadline, max_bytes, reused=reused)
+        return answer
     except socket.timeout:
         raise PostFailed(f"timed out after {timeout:g} s") from None
     except ssl.SSLError as exc:
@@ -76,12 +174,17 @@ def post(url: str, body: bytes, headers: dict, *, allow_private: bool, timeout: 
     except UnicodeError:       # a URL stored before targets were normalised to ASCII
         raise PostFailed("the target URL has characters HTTP cannot send; subscribe again") from None
     except OSError as exc:
+        if reused:
+            raise _Stale() from None
         raise PostFailed(f"connection failed: {exc.strerror or type(exc).__name__}") from None
     finally:
-        sock.close()
+        if keep:
+            idle.give(key, sock, address)
+        else:
+            sock.close()
 
 
-def _connect(target: Target, deadline: _Deadline) -> socket.socket:
+def _connect(target: Target, deadline: _Deadline) -> tuple[socket.socket, str]:
     """A connection to the first checked address that accepts one (TLS when https)."""
     error = "no address"
     for address in target.addresses:
@@ -105,15 +208,17 @@ def _connect(target: Target, deadline: _Deadline) -> socket.socket:
             except BaseException:
                 sock.close()
                 raise
-        return sock
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock, address
     raise PostFailed(f"could not connect to {target.host[:100]}: {error}")
 
 
 def _exchange(sock, target: Target, body: bytes, headers: dict, deadline: _Deadline,
-              max_bytes: int) -> Answer:
+              max_bytes: int, *, reused: bool = False) -> tuple[Answer, bool]:
+    """The answer, and whether the connection may carry another request (the answer was
+    read to its end and neither side asked to close)."""
     conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=16 * 1024)
-    request_headers = [("Host", target.host_header), ("Content-Length", str(len(body))),
-                       ("Connection", "close"), *headers.items()]
+    request_headers = [("Host", target.host_header), ("Content-Length", str(len(body))), *headers.items()]
     data = conn.send(h11.Request(method="POST", target=target.path, headers=request_headers))
     data += conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
     sock.settimeout(deadline.left())
@@ -132,6 +237,8 @@ def _exchange(sock, target: Target, body: bytes, headers: dict, deadline: _Deadl
             continue
         if isinstance(event, h11.Response):
             break
+        if reused and isinstance(event, h11.ConnectionClosed):
+            raise _Stale()
         raise PostFailed("the receiver closed the connection without an answer")
     answer = Answer(status=event.status_code,
                     headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers},
@@ -139,7 +246,7 @@ def _exchange(sock, target: Target, body: bytes, headers: dict, deadline: _Deadl
     # The status decides the outcome; read a little of the body (for the hook's error text)
     # while it comes quickly, never more than max_bytes, then close.
     grace = _Deadline(min(BODY_GRACE, max(0.0, deadline.at - deadline.clock())))
-    chunks, size = [], 0
+    chunks, size, complete = [], 0, False
     try:
         while size < max_bytes:
             event = conn.next_event()
@@ -150,8 +257,10 @@ def _exchange(sock, target: Target, body: bytes, headers: dict, deadline: _Deadl
                 chunks.append(bytes(event.data[:max_bytes - size]))
                 size += len(chunks[-1])
                 continue
+            complete = isinstance(event, h11.EndOfMessage)
             break                                # EndOfMessage, or the connection closed
     except (PostFailed, OSError, h11.ProtocolError):
         pass                                     # a slow or broken body does not change the status
     answer.body = b"".join(chunks)
-    return answer
+    keep = complete and conn.our_state is h11.DONE and conn.their_state is h11.DONE
+    return answer, keep

@@ -17,10 +17,13 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from ..errors import redact
+from .. import metrics
+from .billing import Purse
 from .leases import claim_due_watches, new_owner, release_watch
-from .poll import poll_watch
+from .poll import paid_pages, poll_watch, prepare
 from .retention import prune
 from .sender import Sender, deliver_due_webhooks
+from .watches import trigger_manifest
 
 log = logging.getLogger("connector.trigger")
 
@@ -36,15 +39,17 @@ class PassStats:
 def _drain(claim, work, threads: int, stop: threading.Event | None) -> list:
     """Run ``work`` on claimed items, ``threads`` at a time, until nothing more is claimed.
 
-    Claims are topped up as items finish, so one slow upstream never holds a whole batch
-    back, and nothing waits claimed (its lease running) for long.
+    Claims come in batches: when no more than ``threads`` items are left (running or
+    queued), up to ``2 * threads`` are claimed in one go, so every claim (and the loading
+    and paying that go with it) serves many polls, one slow upstream never holds a whole
+    batch back, and nothing waits claimed (its lease running) for long.
     """
     results: list = []
     running: set = set()
     exhausted = False
     with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="poll") as pool:
         while True:
-            if not exhausted and len(running) < threads and not (stop and stop.is_set()):
+            if not exhausted and len(running) <= threads and not (stop and stop.is_set()):
                 batch = claim(2 * threads - len(running))
                 exhausted = not batch
                 running |= {pool.submit(work, item) for item in batch}
@@ -54,26 +59,57 @@ def _drain(claim, work, threads: int, stop: threading.Event | None) -> list:
             results.extend(future.result() for future in done)
 
 
-def poll_due_watches(svc, owner: str | None = None, *, stop: threading.Event | None = None) -> PassStats:
-    """Poll every watch that is due and paid for; returns what the pass did."""
+def poll_due_watches(svc, owner: str | None = None, *, stop: threading.Event | None = None,
+                     notify=None) -> PassStats:
+    """Poll every watch that is due and paid for; returns what the pass did.
+
+    ``notify()`` is called after each poll that committed new events (the worker wakes its
+    sender with it, so deliveries go out at once rather than after the sender's idle sleep).
+
+    Each claimed batch is loaded in one go (:func:`.poll.prepare`) and its steady-state
+    pages are paid in advance into a :class:`.billing.Purse` (one write per key, not one
+    per poll); what the purse still holds at the end of the pass goes back to the keys.
+    """
     owner = owner or new_owner()
     opts = svc.settings.worker
     started = svc.clock()
+    cost = trigger_manifest(svc.manifests).cost
+    purse = Purse(svc.keys)
 
     def claim(limit: int):
-        return claim_due_watches(svc.store, svc.settings, owner, opts.lease_seconds,
+        wids = claim_due_watches(svc.store, svc.settings, owner, opts.lease_seconds,
                                  limit=min(opts.claim_batch, limit), due_before=started, now=svc.clock())
-
-    def work(wid):
+        if not wids:
+            return []
         try:
-            return poll_watch(svc, wid, owner)
+            with svc.store.connect() as conn:
+                prepared = prepare(conn, svc.keys, wids)
+            callers = {k: c for item in prepared.values() for k, c in item.callers.items()}
+            purse.fill(paid_pages(prepared, svc.settings, svc.clock(), cost), callers)
+        except Exception as exc:  # the database is away: each poll loads itself
+            log.error("loading claimed watches failed: %s", redact(f"{type(exc).__name__}: {exc}"))
+            prepared = {}
+        return [(wid, prepared.get(wid)) for wid in wids]
+
+    def work(item):
+        wid, prepared = item
+        try:
+            result = poll_watch(svc, wid, owner, prepared=prepared, keys=purse)
+            if notify is not None and result.new_events:
+                notify()
+            return result
         except Exception as exc:  # a bug or a database failure: keep the pass going, try it later
             log.error("poll of watch %s crashed: %s", wid, redact(f"{type(exc).__name__}: {exc}"))
             release_watch(svc.store, wid, owner, retry_at=svc.clock() + min(svc.settings.poll_interval, 60))
             return None
 
     stats = PassStats()
-    for result in _drain(claim, work, opts.poll_threads, stop):
+    try:
+        results = _drain(claim, work, opts.poll_threads, stop)
+    finally:
+        purse.close()
+    for result in results:
+        metrics.poll_done(result, "worker")
         stats.watches += 1
         if result is None or result.error is not None:
             stats.errors += 1
@@ -95,13 +131,14 @@ def run_worker(svc, *, once: bool = False, stop: threading.Event | None = None) 
         log.info("pass: %d watches polled, %d pages, %d new events; deliveries %s",
                  polled.watches, polled.pages, polled.events, dict(sent) or "{}")
         return
-    sender_thread = threading.Thread(target=Sender(svc).run, args=(stop,), name="sender", daemon=True)
+    sender = Sender(svc)
+    sender_thread = threading.Thread(target=sender.run, args=(stop,), name="sender", daemon=True)
     sender_thread.start()
     next_prune = svc.clock()
     try:
         while not stop.is_set():
             try:
-                polled = poll_due_watches(svc, owner, stop=stop)
+                polled = poll_due_watches(svc, owner, stop=stop, notify=sender.wake)
                 if polled.watches:
                     log.info("pass: %d watches polled, %d pages, %d new events",
                              polled.watches, polled.pages, polled.events)
