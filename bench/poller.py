@@ -1,12 +1,15 @@
 """Poller throughput: one full cycle of ``poll_due_watches`` over many due watches.
 
 Each watch has a hook subscription of one key with credits (so every page is paid for)
-and a baseline of the steady page of :mod:`bench.steady_upstream`, which answers in
-``BENCH_LATENCY`` (0.1 s): a steady-state poll reads one page and finds nothing new.
-Watches are inserted in bulk the way ``create_watch`` stores them (the baseline's sample
-events, which polls never read, are left out). Pollers run as separate processes
-(``python -m bench.poller --child``), so CPU time and peak RSS are theirs alone; they are
-started, made ready, then released together.
+and a baseline of the steady page served by a private nginx
+(:func:`bench.steady_upstream.nginx_upstream`), which answers in ``BENCH_LATENCY`` (0.1 s):
+a steady-state poll reads one page and finds nothing new. Watches are inserted in bulk the
+way ``create_watch`` stores them (the baseline's sample events, which polls never read,
+are left out). Pollers run as separate processes (``python -m bench.poller --child``), so
+CPU time and peak RSS are theirs alone; they are started, made ready, then released
+together. Beside them the table shows the CPU nginx used and how busy the whole machine
+was (pollers, PostgreSQL, nginx and anything else running), and checks that every watch
+was polled exactly once in the cycle (``pages_read`` went up by one, even with two pollers).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import tempfile
 import time
 
 from . import common
-from .steady_upstream import API_KEY, follower_ids
+from .steady_upstream import API_KEY, STEADY, follower_ids, nginx_upstream
 
 READY_TIMEOUT = 60.0
 
@@ -51,8 +54,7 @@ def seed(database_url: str, count: int) -> None:
                      "handle": h, "status": "active", "last_poll_at": now, "next_poll_at": now + 300,
                      "credits_spent": 1, "pages_read": 1, "created_at": now} for wid, h in zip(ids, handles)])
                 conn.execute(seen_followers.insert(), [
-                    {"watch_id": wid, "follower_key": f"id:{fid}"}
-                    for wid, h in zip(ids, handles) for fid in follower_ids(h)])
+                    {"watch_id": wid, "follower_key": f"id:{fid}"} for wid in ids for fid in follower_ids(STEADY)])
                 conn.execute(subscriptions.insert(), [
                     {"id": f"hook_{wid[2:]}", "watch_id": wid, "key_id": key["id"], "kind": "hook",
                      "event": "new_follower", "target_url": "http://127.0.0.1:9/hook", "secret": "whsec_AAAA",
@@ -64,7 +66,10 @@ def seed(database_url: str, count: int) -> None:
         store.dispose()
 
 
-def make_all_due(database_url: str) -> None:
+def make_all_due(database_url: str) -> dict[str, int]:
+    """Every watch due now; returns each watch's ``pages_read`` before the cycle."""
+    import sqlalchemy as sa
+
     from connector.store import Store
     from connector.trigger.tables import watches
 
@@ -72,8 +77,27 @@ def make_all_due(database_url: str) -> None:
     try:
         with store.begin() as conn:
             conn.execute(watches.update().values(next_poll_at=0, lease_owner=None, lease_expires_at=None))
+            return dict(conn.execute(sa.select(watches.c.id, watches.c.pages_read)).all())
     finally:
         store.dispose()
+
+
+def polled_twice(database_url: str, before: dict[str, int]) -> tuple[int, int]:
+    """(watches read more than once, watches not read) in the cycle, from ``pages_read``."""
+    import sqlalchemy as sa
+
+    from connector.store import Store
+    from connector.trigger.tables import watches
+
+    store = Store(database_url)
+    try:
+        with store.connect() as conn:
+            after = dict(conn.execute(sa.select(watches.c.id, watches.c.pages_read)).all())
+    finally:
+        store.dispose()
+    twice = sum(1 for wid, n in after.items() if n - before.get(wid, 0) > 1)
+    missed = sum(1 for wid, n in after.items() if n - before.get(wid, 0) < 1)
+    return twice, missed
 
 
 def _cpu_times() -> tuple[int, int]:
@@ -94,11 +118,11 @@ def _readline(proc: subprocess.Popen, timeout: float) -> str:
     return line
 
 
-def cycle(database_url: str, upstream: str, *, pollers: int = 1, threads: int | None = None,
+def cycle(database_url: str, upstream, *, pollers: int = 1, threads: int | None = None,
           timeout: float = 600.0) -> dict:
     """Make every watch due and time one ``poll_due_watches`` per poller process, released together."""
-    make_all_due(database_url)
-    env = {**os.environ, "PYTHONPATH": str(common.ROOT), "BENCH_DB": database_url, "BENCH_UPSTREAM": upstream}
+    before = make_all_due(database_url)
+    env = {**os.environ, "PYTHONPATH": str(common.ROOT), "BENCH_DB": database_url, "BENCH_UPSTREAM": upstream.url}
     if threads:
         env["CONNECTOR_POLL_THREADS"] = str(threads)
     procs = [subprocess.Popen([sys.executable, "-m", "bench.poller", "--child"], env=env, cwd=common.ROOT,
@@ -107,11 +131,13 @@ def cycle(database_url: str, upstream: str, *, pollers: int = 1, threads: int | 
         for proc in procs:
             assert _readline(proc, READY_TIMEOUT).strip() == "ready"
         busy_before, total_before = _cpu_times()
+        nginx_before = upstream.cpu_seconds()
         for proc in procs:
             proc.stdin.write("go\n")
             proc.stdin.flush()
         results = [json.loads(_readline(proc, timeout)) for proc in procs]
         busy_after, total_after = _cpu_times()
+        nginx_cpu = upstream.cpu_seconds() - nginx_before
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -120,11 +146,14 @@ def cycle(database_url: str, upstream: str, *, pollers: int = 1, threads: int | 
     wall = max(r["end"] for r in results) - min(r["start"] for r in results)
     watches = sum(r["watches"] for r in results)
     cpu = sum(r["cpu_s"] for r in results)
+    twice, missed = polled_twice(database_url, before)
     return {"pollers": pollers, "threads": threads or results[0]["threads"], "watches": watches,
             "errors": sum(r["errors"] for r in results), "pages": sum(r["pages"] for r in results),
             "wall_s": wall, "polls_per_s": watches / wall if wall else 0.0,
             "cpu_ms_per_poll": cpu * 1000 / watches if watches else float("nan"),
-            "rss_mb": max(r["rss_kb"] for r in results) / 1024,
+            "rss_mb": max(r["rss_kb"] for r in results) / 1024, "twice": twice, "missed": missed,
+            "upstream_cpu_ms": nginx_cpu * 1000 / watches if watches else float("nan"),
+            "poller_cpu": [r["cpu_s"] / max(r["end"] - r["start"], 1e-9) for r in results],
             # Everything on the machine (pollers, database, fake upstream, other users): 100 % = all cores.
             "machine_busy": (busy_after - busy_before) / max(total_after - total_before, 1)}
 
@@ -158,36 +187,35 @@ def child() -> None:
 
 def run(quick: bool = False) -> dict:
     count = 200 if quick else 10_000
-    port = common.free_port()
-    # One process, many threads: the fake sleeps most of the time and must never be the limit.
-    upstream_args = ["--workers", "1", "--threads", "128", "--worker-class", "gthread", "--keep-alive", "30"]
     rows = {}
-    with tempfile.TemporaryDirectory() as tmp, \
-            common.gunicorn("bench.steady_upstream:app", port, upstream_args):
-        upstream = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as tmp, nginx_upstream() as upstream:
         sqlite_url = f"sqlite:///{tmp}/poller.db"
         seed(sqlite_url, count)
         rows["SQLite, 1 poller"] = cycle(sqlite_url, upstream)
-        if not quick:   # the setting that helps a single poller: CONNECTOR_POLL_THREADS
-            rows["SQLite, 1 poller, CONNECTOR_POLL_THREADS=32"] = cycle(sqlite_url, upstream, threads=32)
         with common.pg_schema() as pg_url:
             if pg_url is None:
                 return {"count": count, "rows": rows, "note": f"PostgreSQL unreachable at {common.PG_URL}"}
             seed(pg_url, count)
             rows["PostgreSQL, 1 poller"] = cycle(pg_url, upstream)
             rows["PostgreSQL, 2 pollers"] = cycle(pg_url, upstream, pollers=2)
-    return {"count": count, "rows": rows}
+    one, two = rows["PostgreSQL, 1 poller"], rows["PostgreSQL, 2 pollers"]
+    return {"count": count, "rows": rows, "scaling": two["polls_per_s"] / one["polls_per_s"]}
 
 
 def report(results: dict) -> str:
-    rows = [[name, r["watches"], r["threads"], r["errors"], f"{r['wall_s']:.1f}", f"{r['polls_per_s']:,.0f}",
-             f"{r['cpu_ms_per_poll']:.1f}", f"{r['rss_mb']:.0f}",
+    rows = [[name, r["watches"], r["threads"], r["errors"], r["twice"], f"{r['wall_s']:.1f}",
+             f"{r['polls_per_s']:,.0f}", f"{r['cpu_ms_per_poll']:.2f}",
+             " + ".join(f"{c:.0%}" for c in r["poller_cpu"]), f"{r['upstream_cpu_ms']:.2f}", f"{r['rss_mb']:.0f}",
              f"{r['machine_busy']:.0%}"] for name, r in results["rows"].items()]
-    text = (f"### Poller: one cycle of {results['count']:,} due watches, upstream answering in "
+    text = (f"### Poller: one cycle of {results['count']:,} due watches, nginx upstream answering in "
             f"{float(os.environ.get('BENCH_LATENCY', '0.1')) * 1000:.0f} ms\n\n"
-            + common.table(["database, pollers", "watches polled", "threads each", "errors", "cycle s",
-                            "polls/s", "CPU ms/poll", "peak RSS MB",
-                            f"machine CPU busy ({os.cpu_count()} cores)"], rows))
+            + common.table(["database, pollers", "watches polled", "threads each", "errors", "polled twice",
+                            "cycle s", "polls/s", "CPU ms/poll", "each poller's CPU (1 core = 100 %)",
+                            "nginx CPU ms/poll", "peak RSS MB", f"machine CPU busy ({os.cpu_count()} cores)"], rows))
+    if results.get("scaling"):
+        text += (f"\n\nTwo pollers on PostgreSQL: **{results['scaling']:.2f}×** one. Whether the CPU was the limit "
+                 "shows in the last two columns: each poller's own CPU use (a poller is one Python process, "
+                 "so about 100 % is its ceiling) and the whole machine's.")
     if results.get("note"):
         text += f"\n\n{results['note']}"
     return text

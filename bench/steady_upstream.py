@@ -1,4 +1,9 @@
-"""A light fake Dumpling for the poller benchmark, servable by gunicorn: ``bench.steady_upstream:app``.
+"""The poller benchmark's steady upstream page, and a light fake Dumpling serving it.
+
+:func:`nginx_upstream` serves :data:`STEADY`'s page to every handle from a private nginx
+(:mod:`bench.tools`, echo module) after ``BENCH_LATENCY`` seconds: written in C, so the
+upstream is never the limit; the poller benchmark uses it. ``bench.steady_upstream:app``
+is the same in Python for gunicorn (per handle pages; kept for runs without nginx).
 
 Every handle has the same steady newest page: 30 followers whose ids derive from the
 handle (:func:`follower_ids`), so a watch that has seen them reads one page and stops at
@@ -21,6 +26,7 @@ PATH = "/api/v1/get-tiktok-user-followers"
 PAGE_SIZE = 30
 LATENCY = float(os.environ.get("BENCH_LATENCY", "0.1"))
 _START = 1_700_000_000
+STEADY = "steady"        # the handle whose page nginx_upstream serves to every handle
 
 
 def follower_ids(handle: str) -> list[str]:
@@ -39,6 +45,15 @@ def _body(handle: str) -> bytes:
              for fid in follower_ids(handle)]
     return json.dumps({"followers": items, "maxCursor": _START, "minCursor": _START - PAGE_SIZE + 1,
                        "hasMore": True, "total": 1000}).encode()
+
+
+def nginx_upstream(latency: float = LATENCY):
+    """A private nginx answering every POST with :data:`STEADY`'s page after ``latency`` s."""
+    from . import tools
+
+    server = ("default_type application/json;\nroot .;\nlocation = /page.json { internal; }\n"
+              f"location / {{ echo_sleep {latency:g}; echo_location /page.json; }}")
+    return tools.nginx(server, modules=("echo",), files={"page.json": _body(STEADY)})
 
 
 def _answer(start_response, status: str, body: bytes):

@@ -50,7 +50,7 @@ class WorkerSettings:
     request_page_budget: int = 2   # pages a poll made inside an HTTP request may read (Zapier waits 30 s)
     frontier_run: int = 3          # consecutive seen followers that mark the known frontier
     lease_seconds: float = 120.0   # how long a poller owns a watch before another may take it over
-    poll_threads: int = 16         # watches polled at once by one worker
+    poll_threads: int = 32         # watches polled at once by one worker (200+ polls/s at 100 ms upstream)
     delivery_threads: int = 64     # webhooks sent at once by one worker (threads mostly wait on sockets)
     claim_batch: int = 200
     idle_sleep: float = 0.25       # seconds the worker rests between passes (bounds commit-to-delivery latency)

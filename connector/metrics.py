@@ -25,18 +25,23 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import json
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import sqlalchemy as sa
 from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, disable_created_metrics,
                                generate_latest, multiprocess, values)
 from prometheus_client.core import GaugeMetricFamily
 
+from .api.errors import answer
 from .config import ConfigError
 from .errors import ConnectorError, Forbidden, Unauthorized
+from .trigger.tables import deliveries as d
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 TOKEN_ENV = "CONNECTOR_METRICS_TOKEN"
@@ -183,7 +188,6 @@ class PendingDeliveries:
         self.store, self.clock = store, clock
 
     def collect(self):
-        from .trigger.tables import deliveries as d
         up = GaugeMetricFamily("connector_database_up", "1 when the scrape could read the database")
         try:
             with self.store.connect() as conn:
@@ -246,12 +250,6 @@ def proxied(headers) -> bool:
 def serve_in_thread(host: str, port: int, token: str | None, store=None):
     """``/metrics`` of this process on ``host:port`` (``connector poll --metrics-port``), on a
     daemon thread; returns the server (``shutdown()`` stops it). OSError when the port is taken."""
-    import json
-    import threading
-    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
-
-    from .api.errors import answer
-
     class Quiet(WSGIRequestHandler):
         def log_message(self, *args):   # no line per scrape
             pass

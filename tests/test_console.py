@@ -221,7 +221,7 @@ def test_the_overview_lists_watches_hooks_and_keys_with_filters(env, world):  # 
 
     overview = text(client.get("/console/"))
     assert "Keeping up" in overview and "Keys out of credits" in overview
-    assert re.search(r"Keys out of credits</dt><dd>1<", overview)
+    assert "Keys out of credits</dt><dd>1<" in overview and "Keys</a></dt><dd>2<" in overview
     assert hook["id"] in overview
 
     page = text(client.get("/console/watches"))
@@ -428,6 +428,24 @@ def test_an_account_page_charts_growth_per_day_without_loading_anything_from_els
     assert re.findall(r'<link[^>]+href="([^"]+)"', page) == ["/console/static/console.css"]
     with client.get("/console/static/console.css") as css:
         assert css.status_code == 200 and "url(" not in text(css) and "@import" not in text(css)
+
+
+def test_the_overview_says_when_the_worker_falls_behind(serve, dumpling, receiver, sqlite_url):  # noqa: F811
+    clock = Clock(time.time())
+    live, raw, _ = _env(serve, dumpling, sqlite_url, receiver, clock=clock)
+    with live.client(raw) as api:
+        assert api.post(HOOKS, json={"event": "new_follower", "handle": HANDLE,
+                                     "targetUrl": receiver.url}).status_code == 201
+    client = live.app.test_client()
+    assert sign_in(client).status_code == 303
+    assert "Keeping up" in text(client.get("/console/"))
+    clock.advance(live.services.settings.poll_interval + 180)            # nobody polled when it fell due
+    page = text(client.get("/console/"))
+    assert "<strong>Behind</strong>" in page
+    assert "Watches due, not yet polled</dt><dd>1 (oldest waiting 3 min)" in page
+    poll_due_watches(live.services)
+    page = text(client.get("/console/"))
+    assert "Keeping up" in page and "Watches due, not yet polled</dt><dd>0<" in page
 
 
 # -- 10,000 watches --------------------------------------------------------------------------

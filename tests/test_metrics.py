@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -252,3 +253,37 @@ def test_an_unusable_multiprocess_folder_is_refused_in_words(env, tmp_path):
     assert done.returncode == 1
     assert "PROMETHEUS_MULTIPROC_DIR must be a folder this process can write" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_procfile_web_process_adds_its_workers_up(env):
+    """The Procfile's own gunicorn line (not `connector serve`): two workers, one sum."""
+    procfile = Path(__file__).resolve().parent.parent / "Procfile"
+    line = next(l for l in procfile.read_text().splitlines() if l.startswith("web:"))
+    port = free_port()
+    env.update(PORT=str(port), WEB_CONCURRENCY="2", WEB_THREADS="2")
+    command = os.path.expandvars(line.split(":", 1)[1].strip().replace("${WEB_CONCURRENCY:-2}", "$WEB_CONCURRENCY")
+                                 .replace("${WEB_THREADS:-8}", "$WEB_THREADS").replace("${PORT:-8000}", "$PORT"))
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    proc = subprocess.Popen(command, shell=True, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_up(f"{url}/healthz", proc)
+
+        def profile():
+            with httpx.Client(timeout=30) as http:
+                assert http.post(f"{url}/api/v1/get-tiktok-profile", json={"handle": "brand"},
+                                 headers={"Authorization": "Bearer tc_metrics_test_key"}).status_code == 200
+
+        threads = [threading.Thread(target=profile) for _ in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        text = scrape(url)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        output = proc.communicate(timeout=30)[0]
+    assert "Traceback" not in output, output
+    assert sample(text, "connector_http_requests_total", route="/api/v1/get-tiktok-profile", status="200") == 20

@@ -48,8 +48,11 @@ def cli_env(tmp_path_factory):
         if done.returncode != 0:
             pytest.fail(f"`npm ci` in {CLI_DIR} failed:\n{done.stdout}\n{done.stderr}", pytrace=False)
     home = tmp_path_factory.mktemp("zapier-home")
+    # The machine's own settings stay (NODE_EXTRA_CA_CERTS, npm's config); what would change
+    # how the app loads or whose Zapier account is used goes.
     env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("NODE_", "npm_", "ZAPIER_", "authData_", "inputData_"))}
+           if key not in ("NODE_OPTIONS", "NODE_PATH", "NODE_ENV")
+           and not key.startswith(("ZAPIER_", "authData_", "inputData_"))}
     env.update({
         "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         "HOME": str(home),

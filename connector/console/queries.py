@@ -64,24 +64,27 @@ def resolve_key(conn, static_ids: dict[str, str], text: str) -> tuple[str, ...]:
     return tuple(rows)
 
 
-def _watch_filters(filters: Filters, table=watches) -> list:
+def _watch_filters(filters: Filters) -> list:
     conditions = []
     if filters.key_ids is not None:
-        conditions.append(table.c.id.in_(sa.select(subscriptions.c.watch_id)
-                                         .where(subscriptions.c.key_id.in_(filters.key_ids))))
+        conditions.append(watches.c.id.in_(sa.select(subscriptions.c.watch_id)
+                                           .where(subscriptions.c.key_id.in_(filters.key_ids))))
     if filters.handle:
-        conditions.append(table.c.handle.contains(filters.handle, autoescape=True))
+        conditions.append(watches.c.handle.contains(filters.handle, autoescape=True))
     return conditions
 
 
+def _shown(number: int, total: int, size: int) -> int:
+    """The page number shown: one past the last page shows the last."""
+    return min(max(1, number), max(1, -(-total // size)))
+
+
 def _offset(number: int, total: int, size: int) -> int:
-    last = max(1, -(-total // size))
-    return (min(max(1, number), last) - 1) * size
+    return (_shown(number, total, size) - 1) * size
 
 
 def _page(number: int, total: int, rows: list[dict], size: int) -> Page:
-    last = max(1, -(-total // size))
-    return Page(rows=rows, total=total, number=min(max(1, number), last), size=size)
+    return Page(rows=rows, total=total, number=_shown(number, total, size), size=size)
 
 
 # -- watches -------------------------------------------------------------------------------
@@ -339,7 +342,7 @@ def overview(conn, settings, *, now: float, cost: int) -> dict:
     failing = conn.execute(sa.select(sa.func.count()).select_from(subscriptions).where(
         subscriptions.c.kind == "hook", subscriptions.c.failing_since.is_not(None))).scalar_one()
     return {"watches": sum(by_status.values()), "watch_statuses": by_status, "hooks": sum(hooks.values()),
-            "hook_statuses": hooks, "hooks_failing": failing, "polls": polls, "keys": keys_total,
+            "hook_statuses": hooks, "hooks_failing": failing, "polls": polls, "live_keys": keys_total,
             "keys_out_of_credits": keys_broke, "worker": worker_health(conn, settings, now=now)}
 
 

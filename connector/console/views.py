@@ -15,8 +15,8 @@ from flask import Blueprint, g, make_response, redirect, render_template, reques
 from werkzeug.exceptions import HTTPException
 
 from ..api.common import services, unexpected
-from ..api.errors import status_of
-from ..errors import ConnectorError, NotFoundError
+from ..api.errors import HTTP_WORDS, status_of
+from ..errors import ConnectorError, NotFoundError, worded
 from ..handles import MAX_HANDLE_LENGTH, normalize_handle, profile_url
 from ..store.keys import Caller
 from ..trigger import replay as replays
@@ -194,7 +194,11 @@ def helpers():
         letters = [part[0] for part in str(name or "?").replace("_", " ").replace(".", " ").split() if part]
         return ("".join(letters[:2]) or "?").upper()
 
-    return {"when": when, "ago": ago, "span": span, "page_url": page_url, "profile": profile,
+    def said(message):
+        """A stored error as the API words it (they were written once for every edge)."""
+        return worded(message, HTTP_WORDS) if message else ""
+
+    return {"when": when, "ago": ago, "span": span, "said": said, "page_url": page_url, "profile": profile,
             "initials": initials, "csrf_token": g.get("csrf"), "signed_in": g.get("csrf") is not None}
 
 
@@ -258,8 +262,8 @@ def overview():
     cost = trigger_manifest(svc.manifests).cost
     with svc.store.connect() as conn:
         summary = queries.overview(conn, svc.settings, now=g.now, cost=cost)
-        failing = queries.hook_page(conn, queries.Filters(), now=g.now, size=5)
-    return _page("console/overview.html", summary=summary, recent_hooks=failing.rows,
+        newest = queries.hook_page(conn, queries.Filters(), now=g.now, size=5)
+    return _page("console/overview.html", summary=summary, recent_hooks=newest.rows,
                  static_keys=len(svc.keys.static), poll_interval=svc.settings.poll_interval)
 
 

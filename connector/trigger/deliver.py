@@ -112,12 +112,16 @@ def claim_due_deliveries(store, *, now: float, lease: float, limit: int, due_bef
                   for row in conn.execute(pick)}
         if not picked:
             return []
-        mine = deliveries.c.id.in_(list(picked))
+        ids = list(picked)
         if store.dialect == "postgresql":   # another sender may be claiming the same rows: skip its
-            mine = deliveries.c.id.in_(sa.select(deliveries.c.id).where(deliveries.c.id.in_(list(picked)))
-                                       .with_for_update(skip_locked=True).scalar_subquery())
+            # (locked first on their own: inside the UPDATE as a subquery, PostgreSQL may run the
+            # locking scan once per pending row when its statistics lag behind a burst)
+            ids = conn.execute(sa.select(deliveries.c.id).where(deliveries.c.id.in_(ids))
+                               .with_for_update(skip_locked=True)).scalars().all()
+            if not ids:
+                return []
         claimed = conn.execute(deliveries.update()
-                               .where(mine, deliveries.c.status == "pending",
+                               .where(deliveries.c.id.in_(ids), deliveries.c.status == "pending",
                                       deliveries.c.next_attempt_at <= due_before)
                                .values(next_attempt_at=now + lease, claimed_until=now + lease)
                                .returning(deliveries.c.id)).scalars().all()

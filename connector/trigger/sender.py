@@ -31,7 +31,7 @@ from .options import delivery_lease
 
 log = logging.getLogger("connector.trigger")
 
-AHEAD = 8              # a fast host may have this many times its cap claimed (running or waiting)
+AHEAD = 16             # a fast host may have this many times its cap claimed (running or waiting)
 SLOW = 1.0             # seconds: a host whose last attempt took longer (or failed) gets no more than its cap
 RECORD_BATCH = 64      # attempts recorded in one transaction ...
 RECORD_EVERY = 0.05    # ... or sooner, once the oldest has waited this long (seconds)
@@ -58,6 +58,7 @@ class Sender:
         self.outcomes: Counter = Counter()
         self._made_since = 0.0
         self._wake = threading.Event()
+        self._stopping = False
         self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="webhook")
 
     def wake(self) -> None:
@@ -80,7 +81,7 @@ class Sender:
         """Claim more when few are waiting: up to ``AHEAD`` times the caps per host and per
         key, counting those held already (a slow host: its cap only, nothing waits for it)."""
         free = 2 * self.threads - len(self.running) - len(self.waiting)
-        if len(self.waiting) >= self.threads or free <= 0:
+        if len(self.waiting) >= self.threads // 2 or free <= 0:
             return 0
         ahead = self.per_host * (AHEAD - 1)
         busy_hosts = {h: n + (ahead if h in self.slow else 0) for h, n in self.held_hosts.items()}
@@ -97,6 +98,8 @@ class Sender:
     def _dispatch(self) -> None:
         """Start waiting attempts, oldest first, within the thread count and the caps of
         their host and key (never more than ``per_host`` at once to one receiver host)."""
+        if self._stopping:
+            return
         keep: deque = deque()
         while self.waiting:
             claimed = self.waiting.popleft()
@@ -186,6 +189,7 @@ class Sender:
                 else:
                     self._wake.wait(self.idle_sleep)
                 self._record()
+            self._stopping = True
             while self.running:
                 self._collect(None)
             self._record(now=True)
