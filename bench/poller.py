@@ -198,6 +198,10 @@ def run(quick: bool = False) -> dict:
             seed(pg_url, count)
             rows["PostgreSQL, 1 poller"] = cycle(pg_url, upstream)
             rows["PostgreSQL, 2 pollers"] = cycle(pg_url, upstream, pollers=2)
+    for name, row in rows.items():   # the leases' promise: no watch read twice in one interval
+        if row["twice"] or row["missed"]:
+            raise AssertionError(f"{name}: {row['twice']} watches polled twice and {row['missed']} not "
+                                 f"polled in one cycle")
     one, two = rows["PostgreSQL, 1 poller"], rows["PostgreSQL, 2 pollers"]
     return {"count": count, "rows": rows, "scaling": two["polls_per_s"] / one["polls_per_s"]}
 

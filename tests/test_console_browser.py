@@ -19,6 +19,17 @@ from tests.test_console import ADMIN, HOOKS, Clock
 from tests.trigger_kit import HANDLE, dumpling, make_due, receiver, trigger_settings, verify, world  # noqa: F401
 
 
+def _on_page(driver, heading: str, wait: float = 30) -> None:
+    """Wait until the page whose ``<h1>`` holds ``heading`` has loaded (a click returns before)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, wait, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
+        lambda d: heading in d.find_element(By.TAG_NAME, "h1").text
+        and d.execute_script("return document.readyState") == "complete")
+
+
 def _same_origin_only(driver, origin: str) -> None:
     loaded = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert loaded and all(url.startswith(origin + "/") for url in loaded), loaded
@@ -50,29 +61,33 @@ def test_sign_in_see_a_watch_open_a_hook_replay_and_see_the_chart(serve, dumplin
     with browser() as driver:
         from selenium.webdriver.common.by import By
         from selenium.webdriver.common.keys import Keys
+        from selenium.webdriver.support.ui import WebDriverWait
 
         driver.get(live.url + "/console/")
+        _on_page(driver, "Sign in")
         assert driver.current_url.startswith(live.url + "/console/login")
-        assert driver.find_element(By.TAG_NAME, "h1").text == "Sign in"
         field = driver.switch_to.active_element                 # the key field has the focus
         assert field.get_attribute("id") == "admin-key"
         assert driver.find_element(By.CSS_SELECTOR, "label[for=admin-key]").text == "Admin key"
         shoot(driver, "01-sign-in")
         field.send_keys("tc_not-the-admin-key-at-all" + Keys.ENTER)
+        WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "[role=alert]"))
         assert "not the admin key" in driver.find_element(By.CSS_SELECTOR, "[role=alert]").text
         driver.find_element(By.ID, "admin-key").send_keys(ADMIN + Keys.ENTER)
 
-        assert driver.find_element(By.TAG_NAME, "h1").text == "Overview"
+        _on_page(driver, "Overview")
         assert "Keeping up" in driver.page_source
         _same_origin_only(driver, live.url)
         shoot(driver, "02-overview")
 
         driver.find_element(By.LINK_TEXT, "Watches").click()
+        _on_page(driver, "Watches")
         row = driver.find_element(By.XPATH, f"//tbody/tr[th/a[text()='@{HANDLE}']]")
         assert "dumpling" in row.text and "active" in row.text
         shoot(driver, "03-watches")
 
         row.find_element(By.LINK_TEXT, f"@{HANDLE}").click()
+        _on_page(driver, f"@{HANDLE}")
         chart = driver.find_element(By.CSS_SELECTOR, "svg.chart")
         assert chart.get_attribute("role") == "img" and chart.size["width"] > 300
         desc = driver.find_element(By.ID, "chart-desc").get_attribute("textContent")
@@ -84,19 +99,22 @@ def test_sign_in_see_a_watch_open_a_hook_replay_and_see_the_chart(serve, dumplin
         shoot(driver, "04-account")
 
         driver.find_element(By.LINK_TEXT, "Hooks").click()
+        _on_page(driver, "Hooks")
         driver.find_element(By.LINK_TEXT, hook["id"]).click()
-        assert hook["id"] in driver.find_element(By.TAG_NAME, "h1").text
+        _on_page(driver, hook["id"])
         attempts = driver.find_elements(By.XPATH, "//section[h2='Recent attempts']//tbody/tr")
         assert len(attempts) == 10 and all(" 200 " in f" {row.text} " for row in attempts)
         shoot(driver, "05-hook")
 
         driver.find_element(By.XPATH, "//button[starts-with(text(), 'Count events to replay')]").click()
+        _on_page(driver, "Replay hook")
         count = driver.find_element(By.ID, "replay-count").text
         assert count.startswith("10 deliveries of events detected since"), count
         shoot(driver, "06-replay-confirm")
         assert len(receiver.requests) == 10                      # counting sent nothing
 
         driver.find_element(By.XPATH, "//button[text()='Replay 10 deliveries']").click()
+        _on_page(driver, f"Hook {hook['id']}")
         assert "10 deliveries queued again" in driver.find_element(By.CSS_SELECTOR, "[role=status]").text
         shoot(driver, "07-replayed")
         deliver_due_webhooks(svc)
@@ -107,12 +125,14 @@ def test_sign_in_see_a_watch_open_a_hook_replay_and_see_the_chart(serve, dumplin
 
         driver.set_window_size(390, 844)                          # a phone
         driver.find_element(By.LINK_TEXT, f"@{HANDLE}").click()
+        _on_page(driver, f"@{HANDLE}")
         assert driver.find_element(By.CSS_SELECTOR, "svg.chart").size["width"] <= 390
         overflow = driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 0, f"the page is {overflow}px wider than a phone's screen"
         shoot(driver, "08-account-phone")
 
         driver.find_element(By.XPATH, "//button[text()='Sign out']").click()
+        _on_page(driver, "Sign in")
         assert "Signed out." in driver.page_source
         driver.get(live.url + "/console/hooks")
-        assert driver.find_element(By.TAG_NAME, "h1").text == "Sign in"
+        _on_page(driver, "Sign in")

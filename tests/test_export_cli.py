@@ -28,7 +28,7 @@ def test_exports_are_byte_identical_run_to_run(tmp_path):
     first = export_all(tmp_path / "a", MANIFESTS)
     second = export_all(tmp_path / "b", MANIFESTS)
     assert first == second
-    assert {"zapier/package.json", "zapier/index.js", "zapier/definition.json", "make/makecomapp.json",
+    assert {"zapier/package.json", "zapier/index.js", "zapier/integration.json", "make/makecomapp.json",
             "openapi.json"} <= set(first)
 
 
@@ -65,5 +65,5 @@ def test_a_new_action_manifest_reaches_every_export(tmp_path):
     assert app["modules/getVideos/getVideos.communication.iml.json"]["url"] == "/api/v1/get-tiktok-user-videos"
     assert openapi.build(manifests)["paths"]["/api/v1/get-tiktok-user-videos"]["post"]["operationId"] == "get_videos"
     files = export_all(tmp_path / "out", directory)
-    assert b"get-tiktok-user-videos" in files["zapier/definition.json"]
+    assert b"get-tiktok-user-videos" in files["zapier/integration.json"]
     assert "make/modules/getVideos/getVideos.communication.iml.json" in files

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from connector.export import zapier
 from connector.manifests import load_manifests
+from connector.trigger.signing import new_webhook_secret, signed_headers
 
 HARNESS_DIR = Path(__file__).parent / "zapier"
 MANIFESTS = Path(__file__).parents[1] / "manifests"
@@ -55,6 +56,7 @@ def node_env():
 def write_app(directory: Path, manifests=None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in zapier.render(manifests or load_manifests(MANIFESTS)).items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
         (directory / name).write_text(text, encoding="utf-8")
     return directory
 
@@ -104,7 +106,7 @@ def test_files_and_pins(app_dir):
     assert package["main"] == "index.js"
     assert package["dependencies"] == {"zapier-platform-core": "19.1.0"}
     index = (app_dir / "index.js").read_text()
-    assert "require('./definition.json')" in index
+    assert "require('./integration.json')" in index
     assert "platformVersion: require('zapier-platform-core').version" in index
 
 
@@ -120,10 +122,10 @@ def test_schema_validates_app_and_every_operation(node_env, app_dir):
 def test_schema_check_is_not_blind(node_env, tmp_path):
     """The harness reports what Zapier rejects: a bad key, and a missing sample (per operation)."""
     app = write_app(tmp_path / "broken")
-    definition = json.loads((app / "definition.json").read_text())
+    definition = json.loads((app / zapier.DEFINITION_FILE).read_text())
     definition["searches"]["get_profile"]["key"] = "get-profile"
     del definition["triggers"]["new_follower"]["operation"]["sample"]
-    (app / "definition.json").write_text(json.dumps(definition))
+    (app / zapier.DEFINITION_FILE).write_text(json.dumps(definition))
     out = harness(node_env, "validate", app)
     assert any("key" in error for error in out["app"])
     assert out["operations"]["triggers.new_follower"] != []
@@ -197,6 +199,93 @@ def test_provider_choice_is_sent_as_header(run, demo):
     assert not out["ok"] and "Unknown provider 'nonesuch'" in out["message"]
 
 
+# -- the instant trigger's signature check ---------------------------------------
+
+def zapier_raw_request(headers: dict, content: str) -> dict:
+    """``bundle.rawRequest`` as Zapier builds it: header names prefixed ``Http-``."""
+    return {"method": "POST", "querystring": "", "content": content,
+            "headers": {"Http-" + "-".join(part.capitalize() for part in name.split("-")): value
+                        for name, value in headers.items()}}
+
+
+def signed(event: dict, secret: str, *, timestamp=None, msg_id=None) -> tuple[dict, str]:
+    body = json.dumps(event)
+    headers = signed_headers(secret, msg_id or event["id"], body, int(timestamp or time.time()))
+    return headers, body
+
+
+EVENT = {"id": "evt_sig", "event": "new_follower", "handle": "sig_account",
+         "follower": {"id": "1", "uniqueId": "someone"}, "detectedAt": "2026-01-01T00:00:00Z", "provider": "demo"}
+SECRET = new_webhook_secret()
+
+
+def _tamper(headers, body):
+    return headers, body.replace("someone", "somebody")
+
+
+def _other_secret(headers, body):
+    return signed(EVENT, new_webhook_secret())
+
+
+def _unsigned(headers, body):
+    return {k: v for k, v in headers.items() if k != "webhook-signature"}, body
+
+
+def _stale(headers, body):
+    return signed(EVENT, SECRET, timestamp=time.time() - 3600)
+
+
+def _future(headers, body):
+    return signed(EVENT, SECRET, timestamp=time.time() + 3600)
+
+
+def _other_id(headers, body):
+    return {**headers, "webhook-id": "evt_other"}, body
+
+
+def _v2_scheme(headers, body):
+    return {**headers, "webhook-signature": headers["webhook-signature"].replace("v1,", "v2,")}, body
+
+
+def _garbage(headers, body):
+    return {**headers, "webhook-signature": "v1,not base64!, v1"}, body
+
+
+@pytest.fixture
+def perform(node_env, app_dir):
+    def call(headers, body, subscribe_data=None, raw=True):
+        bundle = {"authData": {}, "inputData": {}, "cleanedRequest": json.loads(body),
+                  "subscribeData": subscribe_data if subscribe_data is not None else {"id": "hook_1", "secret": SECRET}}
+        bundle["rawRequest"] = zapier_raw_request(headers, body) if raw else {"headers": headers, "content": body}
+        out = harness(node_env, "run", app_dir, "triggers.new_follower_instant.operation.perform", json.dumps(bundle))
+        assert out["ok"], out
+        return out["results"]
+    return call
+
+
+def test_a_signed_delivery_fires(perform):
+    headers, body = signed(EVENT, SECRET)
+    assert perform(headers, body) == [EVENT]
+    # Header names as sent (no Http- prefix, any case) are read too.
+    assert perform({k.upper(): v for k, v in headers.items()}, body, raw=False) == [EVENT]
+    # Several signatures (a rotated secret): one that checks out is enough.
+    other, _ = signed(EVENT, new_webhook_secret())
+    both = {**headers, "webhook-signature": other["webhook-signature"] + " " + headers["webhook-signature"]}
+    assert perform(both, body) == [EVENT]
+
+
+@pytest.mark.parametrize("change", [_tamper, _other_secret, _unsigned, _stale, _future, _other_id, _v2_scheme,
+                                    _garbage], ids=lambda f: f.__name__.strip("_"))
+def test_a_delivery_that_fails_the_signature_is_dropped(perform, change):
+    headers, body = change(*signed(EVENT, SECRET))
+    assert perform(headers, body) == []
+
+
+@pytest.mark.parametrize("subscribe_data", [{}, {"id": "hook_1"}, {"id": "hook_1", "secret": "not-a-whsec"}])
+def test_without_the_subscription_secret_nothing_fires(perform, subscribe_data):
+    assert perform(*signed(EVENT, SECRET), subscribe_data=subscribe_data) == []
+
+
 # -- REST hooks: subscribe -> delivery -> unsubscribe ---------------------------
 
 class Receiver:
@@ -209,7 +298,8 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                receiver.deliveries.append({"headers": dict(self.headers), "body": json.loads(body)})
+                receiver.deliveries.append({"headers": dict(self.headers), "raw": body.decode(),
+                                            "body": json.loads(body)})
                 self.send_response(200)
                 self.end_headers()
 
@@ -257,10 +347,16 @@ def test_rest_hook_subscribe_delivery_unsubscribe(node_env, app_dir, serve, make
         assert receiver.deliveries, f"no delivery reached the hook URL:\n{done.stdout}\n{done.stderr}"
         delivery = receiver.deliveries[0]
 
-        results = run.ok("triggers.new_follower_instant.operation.perform",
-                         cleanedRequest=delivery["body"])
+        # Zapier hands perform the delivery as it arrived; the signature checks out with the
+        # secret the subscription returned, and the event fires.
+        raw_request = zapier_raw_request(delivery["headers"], delivery["raw"])
+        results = run.ok("triggers.new_follower_instant.operation.perform", cleanedRequest=delivery["body"],
+                         rawRequest=raw_request, subscribeData=sub)
         assert results == [delivery["body"]]
         assert results[0]["handle"] == "hooked_account" and results[0]["id"].startswith("evt_")
+        tampered = {**raw_request, "content": delivery["raw"].replace("hooked_account", "other_account")}
+        assert run.ok("triggers.new_follower_instant.operation.perform", cleanedRequest=delivery["body"],
+                      rawRequest=tampered, subscribeData=sub) == []
 
         run.ok("triggers.new_follower_instant.operation.performUnsubscribe", subscribeData=sub)
         with live.client(key) as http:

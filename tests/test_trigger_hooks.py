@@ -165,6 +165,62 @@ def test_delivery_fails_after_the_schedule(env):
     assert row["status"] == "failed" and row["attempts"] == 4 and row["last_status"] == 503
 
 
+class Crash(BaseException):
+    """The sender's process dies (nothing inside it catches this)."""
+
+
+def test_a_crash_after_the_posts_and_before_their_outcomes_commit_sends_them_again(env, monkeypatch):
+    from connector.trigger import sender
+    from connector.trigger.options import delivery_lease
+
+    env.subscribe()
+    new = env.world.add_followers(HANDLE, 5)
+    make_due(env.svc)
+    poll_due_watches(env.svc)
+
+    def die(*args, **kwargs):
+        raise Crash()
+    monkeypatch.setattr(sender, "record_outcomes", die)     # the batch of outcomes never commits
+    with pytest.raises(Crash):
+        deliver_due_webhooks(env.svc)
+    monkeypatch.undo()
+    first = [r.headers["webhook-id"] for r in env.receiver.requests]
+    assert sorted(first) == sorted(expected_ids(env, new))   # all five were POSTed ...
+    deliver_due_webhooks(env.svc)
+    assert len(env.receiver.requests) == 5                     # ... and stay claimed until their lease ends
+    later = env.svc.clock() + delivery_lease(env.svc.settings) + 1
+    env.svc.clock = lambda: later
+    deliver_due_webhooks(env.svc)
+    again = [r.headers["webhook-id"] for r in env.receiver.requests[5:]]
+    assert sorted(again) == sorted(first)                      # sent again, with the same webhook-ids
+    with env.svc.store.connect() as conn:
+        rows = conn.execute(sa.select(deliveries.c.status, deliveries.c.attempts)).all()
+    assert sorted(rows) == [("delivered", 1)] * 5             # the recorded attempt counts once
+
+
+def test_one_batch_records_each_outcome_on_its_own_hook(env):
+    good = env.subscribe()
+    failing = Receiver()
+    try:
+        failing.respond = lambda received: (500, {"Retry-After": "120"})
+        bad = env.subscribe(targetUrl=failing.url)
+        new = env.world.add_followers(HANDLE, 3)
+        env.cycle()                                            # six attempts, outcomes recorded together
+        assert set(delivered_ids(env)) == expected_ids(env, new)
+        assert len(failing.requests) == 3
+        good_view, bad_view = env.hook(good["id"]), env.hook(bad["id"])
+        assert good_view["pendingDeliveries"] == 0 and good_view["lastDeliveryError"] is None
+        assert [a["statusCode"] for a in good_view["recentDeliveries"]] == [200] * 3
+        assert bad_view["pendingDeliveries"] == 3 and bad_view["lastDeliveryError"] == "HTTP 500"
+        assert [a["statusCode"] for a in bad_view["recentDeliveries"]] == [500] * 3
+        with env.svc.store.connect() as conn:
+            retry_at = conn.execute(sa.select(deliveries.c.next_attempt_at).where(
+                deliveries.c.status == "pending")).scalars().all()
+        assert len(retry_at) == 3 and min(retry_at) >= env.svc.clock() + 100   # Retry-After honoured each
+    finally:
+        failing.close()
+
+
 def test_receiver_answering_410_removes_the_subscription(env):
     hook = env.subscribe()
     env.receiver.respond = lambda received: 410

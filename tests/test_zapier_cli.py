@@ -59,6 +59,7 @@ def cli_env(tmp_path_factory):
         # npm keeps its cache where it was, so `build`'s npm install reuses downloaded packages.
         "npm_config_cache": os.environ.get("npm_config_cache") or str(Path.home() / ".npm"),
         "npm_config_update_notifier": "false",
+        "npm_config_prefer_offline": "true",   # `build`'s npm install: cached metadata is fine
         "DISABLE_ZAPIER_ANALYTICS": "1",
         "NO_UPDATE_NOTIFIER": "1",
         "NO_COLOR": "1",
@@ -95,10 +96,10 @@ class App:
         (self.dir / ".env").write_text("".join(f"authData_{k}={v}\n" for k, v in auth.items()))
 
     def definition(self) -> dict:
-        return json.loads((self.dir / "definition.json").read_text())
+        return json.loads((self.dir / zapier.DEFINITION_FILE).read_text())
 
     def save_definition(self, definition: dict) -> None:
-        (self.dir / "definition.json").write_text(json.dumps(definition, indent=2))
+        (self.dir / zapier.DEFINITION_FILE).write_text(json.dumps(definition, indent=2))
 
     def zapier(self, *args, timeout=300) -> subprocess.CompletedProcess:
         return subprocess.run([str(BIN / "zapier-platform"), *args], cwd=self.dir, env=self.env,
@@ -205,7 +206,17 @@ def test_invoke_shows_the_services_error(app):
     assert "Followers list not found for user: demo_private" in done.stdout + done.stderr
 
 
-def test_build_makes_the_zip_to_upload(app):
+# Runs one method of an unpacked build.zip the way Zapier's runtime does: its own index.js and
+# the zapier-platform-core that `build` installed.
+RUN_BUILT = """
+const core = require('zapier-platform-core');
+const App = require('./index.js');
+core.createAppHandler(App)({command: 'execute', method: process.argv[1], bundle: JSON.parse(process.argv[2])}, {})
+  .then((out) => console.log(JSON.stringify(out.results)), (err) => { console.error(err.message); process.exit(1); });
+"""
+
+
+def test_build_makes_the_zip_to_upload(app, demo, tmp_path):
     done = app.zapier("build", "--skip-validation", "--disable-dependency-detection", timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Build complete!" in done.stdout
@@ -222,7 +233,27 @@ def test_build_makes_the_zip_to_upload(app):
     assert set(built["searches"]) == {"get_profile", "list_followers", "list_following"}
     with zipfile.ZipFile(source_zip) as archive:
         sources = set(archive.namelist())
-    assert {"index.js", "definition.json", "package.json", "test/triggers.test.js"} <= sources
+    assert {"index.js", zapier.DEFINITION_FILE, "package.json", "test/triggers.test.js"} <= sources
     # The credentials in .env never leave the machine.
     assert ".env" not in names | sources
     assert not any(name.startswith("node_modules/") for name in sources)
+
+    # The zip runs: the functions (searches, the signature check) survive the build, which
+    # writes its own definition.json next to ours.
+    unpacked = tmp_path / "unpacked"
+    with zipfile.ZipFile(build_zip) as archive:
+        archive.extractall(unpacked)
+    auth = {"serviceUrl": demo.url, "apiKey": demo.key}
+
+    def run(method, input_data):
+        bundle = json.dumps({"authData": auth, "inputData": input_data})
+        done = subprocess.run([str(BIN / "node"), "-e", RUN_BUILT, method, bundle], cwd=unpacked, env=app.env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    profile = run("searches.get_profile.operation.perform", {"handle": "zapbuilt"})
+    assert len(profile) == 1 and profile[0]["user"]["uniqueId"] == "zapbuilt"
+    events = run("triggers.new_follower.operation.perform", {"handle": "zapbuilt"})
+    assert events and all(e["id"].startswith("evt_") for e in events)
+    assert run("triggers.new_follower_instant.operation.perform", {}) == []      # unsigned: dropped

@@ -46,7 +46,7 @@ def _tree_command(name: str, folder_help: str, doc: str):
     return command
 
 
-export_zapier = _tree_command("zapier", "Folder for package.json, index.js and definition.json.",
+export_zapier = _tree_command("zapier", "Folder for package.json, index.js, integration.json and test/.",
                               "A Zapier CLI integration (push it with `zapier-platform push`).")
 export_make = _tree_command("make", "Folder for the Make app (makecomapp.json and its files).",
                             "A Make custom app in the Apps SDK local-development layout.")

@@ -104,15 +104,50 @@ class UpstreamHTTP:
                                             backoff_base=settings.upstream_backoff_base,
                                             backoff_cap=settings.upstream_backoff_cap,
                                             deadline=settings.upstream_deadline)
+        self.transport = transport or httpx.HTTPTransport(
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
+        # The client holds the settings (base URL, headers with httpx's defaults, timeouts) and
+        # closes the pool; requests go straight to its transport (see _send).
         self.client = httpx.Client(
             base_url=base_url,
             headers={"User-Agent": "tiktok-connector/0.1", **(headers or {})},
             timeout=httpx.Timeout(settings.upstream_read_timeout, connect=settings.upstream_connect_timeout),
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
             follow_redirects=False,
-            transport=transport,
+            transport=self.transport,
         )
+        self._base = str(self.client.base_url).rstrip("/") + "/"
+        self._urls: dict[str, httpx.URL] = {}
         self.sleep = time.sleep
+
+    def _url(self, path: str) -> httpx.URL:
+        """``path`` under the base URL (as httpx.Client joins them), parsed once per path."""
+        url = self._urls.get(path)
+        if url is None:
+            url = httpx.URL(self._base + path.lstrip("/"))
+            if len(self._urls) < 256:
+                self._urls[path] = url
+        return url
+
+    def _send(self, method: str, path: str, timeout: httpx.Timeout, *, params=None, json=None,
+              data=None, content=None, headers=None) -> httpx.Response:
+        """One attempt, read whole. It skips what ``httpx.Client.send`` adds around the transport,
+        none of which an upstream call wants and which costs about as much as the call itself:
+        redirects (never followed), auth flows (the key is a header) and the cookie jar (an
+        upstream's cookies must not pass from one caller's request to the next)."""
+        merged = self.client.headers
+        if headers:
+            merged = merged.copy()
+            merged.update(headers)
+        request = httpx.Request(method, self._url(path), params=params, json=json, data=data, content=content,
+                                headers=merged, extensions={"timeout": timeout.as_dict()})
+        response = self.transport.handle_request(request)
+        response.request = request
+        try:
+            response.read()
+        except BaseException:
+            response.close()
+            raise
+        return response
 
     def request(self, method: str, url: str, **kwargs) -> httpx.Response:
         policy = self.policy
@@ -124,7 +159,7 @@ class UpstreamHTTP:
             timeout = httpx.Timeout(min(self.client.timeout.read or remaining, remaining),
                                     connect=min(self.client.timeout.connect or remaining, remaining))
             try:
-                response = self.client.request(method, url, timeout=timeout, **kwargs)
+                response = self._send(method, url, timeout, **kwargs)
             except httpx.TimeoutException as exc:
                 failure, response = UpstreamError("unavailable", f"timeout: {type(exc).__name__}",
                                                   provider=self.provider), None

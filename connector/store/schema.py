@@ -37,3 +37,15 @@ key_usage = sa.Table(
     sa.Column("credits_spent", sa.BigInteger, nullable=False, default=0),
     sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# Blocks of a key's credits held by one process (``holder``), spent from memory; ``credits``
+# is what is left of the block as that process last reported it. See store/keys.py.
+credit_leases = sa.Table(
+    "credit_leases", metadata,
+    sa.Column("holder", sa.String(40), primary_key=True),
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("credits", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),        # unix seconds
+    sa.CheckConstraint("credits >= 0", name="leased_credits_not_negative"),
+    sa.Index("ix_credit_leases_key", "key_id"),
+)

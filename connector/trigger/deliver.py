@@ -84,10 +84,11 @@ def claim_due_deliveries(store, *, now: float, lease: float, limit: int, due_bef
                          busy_hosts: dict[str, int] | None = None, busy_keys: dict[str, int] | None = None,
                          per_host: int = 8, per_key: int = 8) -> list[Claimed]:
     """Lease up to ``limit`` due deliveries, at most ``per_host`` running at once per
-    receiver host and ``per_key`` per hook owner (``busy_*``: those running now), oldest
-    first within a host, hosts taking turns."""
-    busy_hosts = {h: n for h, n in (busy_hosts or {}).items() if n > 0}
-    busy_keys = {k: n for k, n in (busy_keys or {}).items() if n > 0}
+    receiver host and ``per_key`` per hook owner (``busy_*``: those running now; a negative
+    number lets that host or key have as many more), oldest first within a host, hosts
+    taking turns."""
+    busy_hosts = {h: n for h, n in (busy_hosts or {}).items() if n != 0}
+    busy_keys = {k: n for k, n in (busy_keys or {}).items() if n != 0}
     d, s = deliveries.alias("d"), subscriptions.alias("s")
     order = (d.c.next_attempt_at, d.c.id)
     candidates = (sa.select(d.c.id, d.c.next_attempt_at, s.c.target_host, s.c.target_url, s.c.key_id,

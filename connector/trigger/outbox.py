@@ -44,25 +44,30 @@ class Found:
     since: float | None
 
 
-_CHUNK = 500   # rows one INSERT carries (SQLite allows 32,766 parameters a statement)
+_INSERTS: dict = {}
 
 
-def insert_ignore_many(dialect: str, table: sa.Table, rows: list[dict]):
-    """One ``INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING`` for SQLite and PostgreSQL."""
-    module = postgresql if dialect == "postgresql" else sqlite
-    return module.insert(table).values(rows).on_conflict_do_nothing()
+def _insert_ignore(dialect: str, table: sa.Table, returning=None):
+    """``INSERT ... ON CONFLICT DO NOTHING [RETURNING ...]``, built once per dialect."""
+    key = (dialect, table.name, returning)
+    stmt = _INSERTS.get(key)
+    if stmt is None:
+        module = postgresql if dialect == "postgresql" else sqlite
+        stmt = module.insert(table).on_conflict_do_nothing()
+        if returning is not None:
+            stmt = stmt.returning(*returning)
+        _INSERTS[key] = stmt
+    return stmt
 
 
 def _insert_many(conn, dialect, table, rows: list[dict], returning=None) -> list:
-    """``INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING`` in chunks; the returned rows."""
-    out = []
-    for start in range(0, len(rows), _CHUNK):
-        stmt = insert_ignore_many(dialect, table, rows[start:start + _CHUNK])
-        if returning is not None:
-            out.extend(conn.execute(stmt.returning(*returning)).all())
-        else:
-            conn.execute(stmt)
-    return out
+    """Insert ``rows`` (executemany: SQLAlchemy sends them as multi-row statements); the
+    returned rows of those inserted."""
+    stmt = _insert_ignore(dialect, table, returning)
+    if returning is not None:
+        return conn.execute(stmt, rows).all()
+    conn.execute(stmt, rows)
+    return []
 
 
 def store_events(conn, dialect, wid, handle, provider_name, oldest_first, now, *, baseline,

@@ -32,7 +32,7 @@ from .options import delivery_lease
 log = logging.getLogger("connector.trigger")
 
 AHEAD = 16             # a fast host may have this many times its cap claimed (running or waiting)
-SLOW = 1.0             # seconds: a host whose last attempt took longer (or failed) gets no more than its cap
+SLOW = 1.0             # seconds: a host answering its last attempt sooner may have attempts claimed ahead
 RECORD_BATCH = 64      # attempts recorded in one transaction ...
 RECORD_EVERY = 0.05    # ... or sooner, once the oldest has waited this long (seconds)
 
@@ -51,7 +51,7 @@ class Sender:
         self.active_keys: Counter = Counter()   # hook owner -> attempts running
         self.held_hosts: Counter = Counter()    # receiver host -> claimed and not finished (running or waiting)
         self.held_keys: Counter = Counter()     # hook owner -> the same
-        self.slow: set = set()                  # hosts whose last attempt failed or took SLOW seconds
+        self.fast: set = set()                  # hosts whose last attempt got an answer within SLOW seconds
         self.waiting: deque = deque()           # claimed, waiting for a free slot of their host and key
         self.running: dict = {}                 # future -> Claimed
         self.made: list[Attempt] = []           # attempts made, their outcomes not yet recorded
@@ -77,18 +77,25 @@ class Sender:
         self.outcomes[outcome.result] += 1
         metrics.delivery_done(outcome.result)
 
+    def _ready(self, claimed: Claimed) -> bool:
+        return (self.active_hosts[claimed.receiver] < self.per_host
+                and self.active_keys[claimed.key_id] < self.per_key)
+
     def _top_up(self, due_before: float) -> int:
-        """Claim more when few are waiting: up to ``AHEAD`` times the caps per host and per
-        key, counting those held already (a slow host: its cap only, nothing waits for it)."""
-        free = 2 * self.threads - len(self.running) - len(self.waiting)
-        if len(self.waiting) >= self.threads // 2 or free <= 0:
+        """Claim more when few claimed attempts could start now. A host that answered its
+        last attempt quickly may have up to ``AHEAD`` times its cap claimed (waiting their
+        turn here, so one claim serves many attempts); any other host only its cap, so
+        nothing waits behind a receiver that hangs."""
+        ready = sum(1 for claimed in self.waiting if self._ready(claimed))
+        free = 2 * self.threads - len(self.running) - ready
+        if ready >= max(1, self.threads // 2) or free <= 0:
             return 0
         ahead = self.per_host * (AHEAD - 1)
-        busy_hosts = {h: n + (ahead if h in self.slow else 0) for h, n in self.held_hosts.items()}
-        busy_hosts.update({h: ahead for h in self.slow if h not in busy_hosts})
+        busy_hosts = {h: self.held_hosts[h] - (ahead if h in self.fast else 0)
+                      for h in set(self.held_hosts) | self.fast}
         batch = claim_due_deliveries(self.svc.store, now=self.svc.clock(), lease=self.lease, limit=free,
                                      due_before=due_before, busy_hosts=busy_hosts, busy_keys=dict(self.held_keys),
-                                     per_host=self.per_host * AHEAD, per_key=self.per_key * AHEAD)
+                                     per_host=self.per_host, per_key=self.per_key * AHEAD)
         for claimed in batch:
             self.held_hosts[claimed.receiver] += 1
             self.held_keys[claimed.key_id] += 1
@@ -103,8 +110,7 @@ class Sender:
         keep: deque = deque()
         while self.waiting:
             claimed = self.waiting.popleft()
-            if (len(self.running) >= self.threads or self.active_hosts[claimed.receiver] >= self.per_host
-                    or self.active_keys[claimed.key_id] >= self.per_key):
+            if len(self.running) >= self.threads or not self._ready(claimed):
                 keep.append(claimed)
                 continue
             self.active_hosts[claimed.receiver] += 1
@@ -126,10 +132,10 @@ class Sender:
                     del busy[name]
             result = future.result()
             if isinstance(result, Attempt):
-                if result.error is not None or result.finished - result.started >= SLOW:
-                    self.slow.add(claimed.receiver)
+                if result.status_code is not None and result.finished - result.started < SLOW:
+                    self.fast.add(claimed.receiver)
                 else:
-                    self.slow.discard(claimed.receiver)
+                    self.fast.discard(claimed.receiver)
                 if not self.made:
                     self._made_since = time.monotonic()
                 self.made.append(result)
@@ -162,12 +168,13 @@ class Sender:
         due_before = self.svc.clock()
         self.outcomes = Counter()
         while True:
-            if not (stop is not None and stop.is_set()):
+            stopping = stop is not None and stop.is_set()
+            if not stopping:
                 self._top_up(due_before)
                 self._dispatch()
             if not self.running:
                 self._record(now=True)
-                if not self.waiting:
+                if stopping or not self.waiting:   # (what still waits is left to its lease)
                     return self.outcomes
                 continue
             self._collect(None)

@@ -18,9 +18,17 @@ const print = (value) => process.stdout.write(JSON.stringify(value) + '\n');
 
 const loadApp = () => require(path.resolve(appDir, 'index.js'));
 
+// The schema checks the definition as data (functions as {"source": ...}), the way Zapier's
+// CLI serialises it before validating: integration.json plus the versions index.js adds.
+const loadDefinition = () => {
+  const App = loadApp();
+  const definition = require(path.resolve(appDir, 'integration.json'));
+  return { ...definition, version: App.version, platformVersion: App.platformVersion };
+};
+
 const validate = () => {
   const schema = require('zapier-platform-schema');
-  const App = loadApp();
+  const App = loadDefinition();
   const out = {
     app: schema.validateAppDefinition(App).errors.map((e) => `${e.property}: ${e.message}`),
     operations: {},
