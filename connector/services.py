@@ -36,6 +36,7 @@ class Services:
 
     def close(self) -> None:
         self.providers.close()
+        self.keys.close()   # leased credits go back to their keys
         self.store.dispose()
 
 

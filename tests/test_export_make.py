@@ -1,13 +1,17 @@
 """The Make export: every file valid per Make's Apps SDK schemas, every request replayed live.
 
-The schemas are the data files of Make's own editor extension, kept in ``../shared/make-schemas``
-(outside this repository). The module requests are rendered by a small IML renderer
+The schemas are the data files of Make's own editor extension, kept outside this repository:
+``CONNECTOR_MAKE_SCHEMAS_DIR`` names the folder (the one holding ``syntaxes/``), by default
+``../shared/make-schemas`` next to the repository; the schema tests skip, saying so, without it.
+What Make's editor checks beyond the schemas (id formats, references between components) is
+checked by ``tests/make/checks.py`` and needs no schemas. The module requests are rendered by a small IML renderer
 (``tests/make/iml.py``) and sent to the service on loopback the way Make runs them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -19,10 +23,13 @@ from referencing.jsonschema import DRAFT7
 from connector.export import make
 from connector.manifests import load_manifests
 
+from .make.checks import problems
 from .make.iml import UNDEFINED, MakeClient, MakeError, render
 
 MANIFESTS = Path(__file__).parents[1] / "manifests"
-SCHEMAS = Path(__file__).parents[2] / "shared" / "make-schemas" / "syntaxes"
+SCHEMAS_DIR = Path(os.environ.get("CONNECTOR_MAKE_SCHEMAS_DIR")
+                   or Path(__file__).parents[2] / "shared" / "make-schemas")
+SCHEMAS = SCHEMAS_DIR / "syntaxes"
 BASE_URI = "https://make-schemas.test/"
 
 SCHEMA_FOR_PART = {
@@ -36,8 +43,8 @@ SCHEMA_FOR_GENERAL = {"base": "base.json", "common": "common.json", "groups": "g
 @pytest.fixture(scope="module")
 def validators():
     if not SCHEMAS.is_dir():
-        pytest.skip(f"Make's Apps SDK schemas are not at {SCHEMAS}: the Make export can only be "
-                    "checked with the shared make-schemas folder next to the repository")
+        pytest.skip(f"Make's Apps SDK schemas are not at {SCHEMAS}: set CONNECTOR_MAKE_SCHEMAS_DIR to "
+                    "a copy of the make-schemas folder (the one holding syntaxes/)")
     resources = []
     imljson = SCHEMAS / "imljson" / "schemas"
     for path in sorted(imljson.glob("*.json")):
@@ -104,6 +111,41 @@ def test_modules_kinds_and_errors(app):
     assert limit and limit[0]["required"] is True
     assert app["webhooks/newFollower/newFollower.attach.iml.json"]["response"]["data"] == {"hookId": "{{body.id}}"}
     assert "{{webhook.hookId}}" in app["webhooks/newFollower/newFollower.detach.iml.json"]["url"]
+
+
+def test_ids_and_references_pass_makes_own_checks(app):
+    manifest_file = app["makecomapp.json"]
+    assert problems(manifest_file) == []
+    components = manifest_file["components"]
+    # Every module and the webhook use the one connection; the instant trigger names its webhook.
+    assert all(c["connection"] == "tiktokConnector" for c in components["module"].values())
+    assert components["webhook"]["newFollower"]["connection"] == "tiktokConnector"
+    # A suggested origin (README: your app id) in Make's app id format passes.
+    with_origin = {**manifest_file, "origins": [{"appId": "tiktok-connector", "label": "x"}]}
+    assert problems(with_origin) == []
+
+
+def test_makes_own_checks_are_not_blind(app):
+    broken = json.loads(json.dumps(app["makecomapp.json"]))
+    components = broken["components"]
+    components["module"]["get-profile"] = components["module"].pop("getProfile")        # hyphen in a module id
+    components["module"]["ab"] = dict(components["module"]["listFollowers"])           # too short
+    components["connection"]["c" * 36] = {"label": "long", "connectionType": "basic"}  # too long
+    components["module"]["listFollowers"]["altConnection"] = "missingConnection"
+    components["module"]["listFollowing"]["connection"] = "otherConnection"
+    components["module"]["watchNewFollowerInstant"]["webhook"] = "noSuchHook"
+    components["webhook"]["newFollower"]["connection"] = "gone"
+    broken["origins"] = [{"appId": "TikTok_Connector"}, {"appId": "tiktok-connector-"}]
+    found = problems(broken)
+    expected = ["module id 'get-profile'", "module id 'ab'", f"connection id '{'c' * 36}'",
+                "module 'listFollowers' names altConnection 'missingConnection'",
+                "module 'listFollowing' names connection 'otherConnection'",
+                "module 'watchNewFollowerInstant' names webhook 'noSuchHook'",
+                "webhook 'newFollower' names connection 'gone'",
+                "origin app id 'TikTok_Connector'", "origin app id 'tiktok-connector-'"]
+    for start in expected:
+        assert any(line.startswith(start) for line in found), (start, found)
+    assert len(found) == len(expected), found
 
 
 def test_iml_renderer():

@@ -62,3 +62,63 @@ def test_the_connection_goes_to_the_checked_address_not_a_fresh_lookup():
         server.server_close()
     assert r.status == 204
     assert Receiver.seen == [(f"hooks.invalid:{port}", b'{"id": "evt_1"}')]
+
+
+class KeepAlive:
+    """A raw HTTP/1.1 receiver on loopback: answers 204 keeping the connection open, and
+    with ``close_idle`` closes each connection right after its answer without saying so
+    (as a receiver whose idle timeout ran out between two webhooks)."""
+
+    def __init__(self, close_idle: bool = False):
+        self.close_idle = close_idle
+        self.connections = 0
+        self.requests = 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/hook"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        with conn:
+            data = b""
+            while True:
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, _, data = data.partition(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                while len(data) < length:
+                    data += conn.recv(65536)
+                data = data[length:]
+                self.requests += 1
+                conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+                if self.close_idle:
+                    return
+
+    def close(self):
+        self.server.close()
+
+
+@pytest.mark.parametrize("close_idle", [False, True])
+def test_webhooks_to_one_receiver_reuse_its_connection_and_survive_it_closing(close_idle):
+    receiver = KeepAlive(close_idle=close_idle)
+    try:
+        for _ in range(5):
+            answer = post(receiver.url, b"{}", {"content-type": "application/json"}, allow_private=True,
+                          timeout=5, max_bytes=1024)
+            assert answer.status == 204
+        assert receiver.requests == 5                                    # each webhook once
+        assert receiver.connections == (5 if close_idle else 1)          # one connection while it stays open
+    finally:
+        receiver.close()

@@ -52,6 +52,7 @@ LEASE_FRACTION = 16     # ... and at most 1/16 of the balance
 LEASE_TTL = 30.0        # seconds a block may be spent from before it goes back
 LEASE_GRACE = 120.0     # seconds after expiry before another process hands back a dead holder's block
 LEASE_REPORT = 1.0      # seconds between reports of what is left of a block
+AUTH_CACHE_SECONDS = 1.0  # a key found in the database is trusted this long before it is looked up again
 
 
 def now() -> datetime:
@@ -109,6 +110,7 @@ class KeyStore:
         self._holder_pid = None
         self.holder = ""
         self._at_exit = False
+        self._auth_cache: dict[str, tuple[Caller, float]] = {}   # key hash -> (caller, when looked up)
         self._usage: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
         self._usage_lock = threading.Lock()
         self._usage_flushed = time.monotonic()
@@ -152,6 +154,7 @@ class KeyStore:
             result = conn.execute(api_keys.update()
                                   .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
                                   .values(revoked_at=now()))
+        self._auth_cache.clear()
         return result.rowcount == 1
 
     def top_up(self, key_id: str, credits: int) -> int | None:
@@ -193,15 +196,26 @@ class KeyStore:
         digest = hash_key(raw)
         if digest in self.static:
             return self.static[digest]
+        # A key looked up less than AUTH_CACHE_SECONDS ago is not looked up again: a revocation
+        # made by another process takes effect within that time (this process's own at once).
+        t = self.clock()
+        cached = self._auth_cache.get(digest)
+        if cached is not None and 0 <= t - cached[1] < AUTH_CACHE_SECONDS:
+            return cached[0]
         with self.store.connect() as conn:
             row = conn.execute(sa.select(api_keys.c.id, api_keys.c.name, api_keys.c.credits,
                                          api_keys.c.rate_limit)
                                .where(api_keys.c.key_hash == digest, api_keys.c.revoked_at.is_(None))
                                ).first()
         if row is None:
+            self._auth_cache.pop(digest, None)
             return None
-        return Caller(id=row.id, name=row.name, credits=row.credits,
-                      rate_limit=row.rate_limit or self.default_rate_limit)
+        caller = Caller(id=row.id, name=row.name, credits=row.credits,
+                        rate_limit=row.rate_limit or self.default_rate_limit)
+        if len(self._auth_cache) >= 10_000:   # bounded: many keys simply take turns in the database
+            self._auth_cache.clear()
+        self._auth_cache[digest] = (caller, t)
+        return caller
 
     def hit(self, caller: Caller, action: str, request_source: str, clock=time.time) -> RateState:
         """Count one request against the caller's current minute; record its requestSource.

@@ -82,13 +82,15 @@ class Sender:
                 and self.active_keys[claimed.key_id] < self.per_key)
 
     def _top_up(self, due_before: float) -> int:
-        """Claim more when few claimed attempts could start now. A host that answered its
+        """Claim more when few claimed attempts are about to start. A host that answered its
         last attempt quickly may have up to ``AHEAD`` times its cap claimed (waiting their
         turn here, so one claim serves many attempts); any other host only its cap, so
         nothing waits behind a receiver that hangs."""
-        ready = sum(1 for claimed in self.waiting if self._ready(claimed))
-        free = 2 * self.threads - len(self.running) - ready
-        if ready >= max(1, self.threads // 2) or free <= 0:
+        # Waiting attempts that start now, or soon (a fast host's turn comes quickly); not
+        # those held up behind a slow receiver, which must not stop other hosts' claims.
+        queued = sum(1 for claimed in self.waiting if claimed.receiver in self.fast or self._ready(claimed))
+        free = 2 * self.threads - len(self.running) - queued
+        if queued >= max(1, self.threads // 2) or free <= 0:
             return 0
         ahead = self.per_host * (AHEAD - 1)
         busy_hosts = {h: self.held_hosts[h] - (ahead if h in self.fast else 0)
