@@ -77,9 +77,10 @@ def run(quick: bool = False) -> dict:
         store = Store(env["CONNECTOR_DATABASE_URL"])
         db_key, _ = KeyStore(store).create(name="bench", credits=10**9, rate_limit=10**8)
         store.dispose()
+        connector_app = "connector.app:create_app()"
         with common.gunicorn("bench.passthrough:app", proxy_port, env=env) as proxy, \
-                common.gunicorn("connector.app:create_app()", conn_port, env=env) as connector, \
-                common.gunicorn("connector.app:create_app()", db_port, env=env) as db_connector:
+                common.gunicorn(connector_app, conn_port, env=env, config=common.PROCFILE_CONFIG) as connector, \
+                common.gunicorn(connector_app, db_port, env=env, config=common.PROCFILE_CONFIG) as db_connector:
             targets = {
                 "upstream (nginx) directly": (nginx.url + ROUTE, {"Authorization": "Bearer sk_bench"}, None),
                 "passthrough": (f"http://127.0.0.1:{proxy_port}{ROUTE}", {}, proxy.pid),
@@ -108,21 +109,28 @@ def report(results: dict) -> str:
     rows, notes = [], []
     for name, rounds in measured.items():
         ratios = [r["rps"] / b["rps"] if b["rps"] else 0.0 for r, b in zip(rounds, base)]
-        server = "—" if name.startswith("upstream") else f"{_median(rounds, 'server_ms'):.2f}"
+        direct = name.startswith("upstream")
+        server = "—" if direct else f"{_median(rounds, 'server_ms'):.2f}"
+        # what a CPU-bound machine would give: the passthrough's CPU per request over this target's
+        cpu_ratio = "—" if direct else f"{statistics.median(b['server_ms'] / max(r['server_ms'], 1e-9) for r, b in zip(rounds, base)):.2f}"
         rows.append([name, f"{_median(rounds, 'rps'):,.0f}", f"{_median(rounds, 'p50'):.1f}",
                      f"{_median(rounds, 'p99'):.1f}", sum(r["errors"] for r in rounds),
-                     f"{statistics.median(ratios):.2f}", f"{min(ratios):.2f}–{max(ratios):.2f}", server,
+                     f"{statistics.median(ratios):.2f}", f"{min(ratios):.2f}–{max(ratios):.2f}", server, cpu_ratio,
                      f"{_median(rounds, 'nginx_core'):.0%}", f"{_median(rounds, 'wrk_core'):.0%}",
                      f"{_median(rounds, 'others_core'):.2f}"])
     cores = _median(base, "machine_cores")
     notes.append(f"{results['rounds']} rounds of {results['seconds']} s per target, taking turns; wrk, "
-                 f"{CONNECTIONS} connections, 1 thread; gunicorn {' '.join(common.GUNICORN_WEB)}; "
+                 f"{CONNECTIONS} connections, 1 thread; gunicorn {' '.join(common.GUNICORN_WEB)} (the connector "
+                 f"also with the Procfile's {common.PROCFILE_CONFIG}: metrics in multiprocess mode); "
                  f"{cores:.0f} cores. Ratios are per round (same round's passthrough); CPU shares are of "
-                 "one core; \"others\" is the rest of the machine's busy time, in cores.")
+                 "one core; \"others\" is the rest of the machine's busy time, in cores. \"CPU ÷ passthrough\" is the "
+                 "passthrough's server CPU per request over the target's (median of rounds): the ratio a machine "
+                 "busy with nothing else would give, and steady where other load swings req/s.")
     return ("### Action path: POST /api/v1/get-tiktok-user-followers (30 records), wrk against an nginx "
             "upstream\n\n"
             + common.table(["target", "req/s", "p50 ms", "p99 ms", "errors", "÷ passthrough",
-                            "spread", "server CPU ms/req", "nginx CPU", "wrk CPU", "others (cores)"], rows)
+                            "spread", "server CPU ms/req", "CPU ÷ passthrough", "nginx CPU", "wrk CPU",
+                            "others (cores)"], rows)
             + "\n\n" + " ".join(notes))
 
 

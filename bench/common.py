@@ -57,28 +57,38 @@ def process(args: list[str], env: dict | None = None, port: int | None = None, q
             proc.wait()
 
 
-# A gunicorn config that only says when a worker has loaded the app (a file named by its pid),
+# The Procfile's web settings: its config module (for the connector) and these flags.
+PROCFILE_CONFIG = "connector.gunicorn_conf"
+
+# A gunicorn config that also says when a worker has loaded the app (a file named by its pid),
 # so a benchmark starts once every worker serves, not while one is still importing.
 _READY_HOOK = """import os
+{base}
 def post_worker_init(worker):
     open(os.path.join(os.environ["BENCH_READY_DIR"], str(worker.pid)), "w").close()
 """
 
 
 @contextmanager
-def gunicorn(app: str, port: int, extra: list[str] | None = None, env: dict | None = None, timeout: float = 120.0):
-    """gunicorn serving ``app`` on 127.0.0.1:``port`` (the Procfile's settings unless ``extra``),
-    yielded once every worker has loaded the app."""
+def gunicorn(app: str, port: int, extra: list[str] | None = None, env: dict | None = None, *,
+             config: str | None = None, timeout: float = 120.0):
+    """gunicorn serving ``app`` on 127.0.0.1:``port`` (the Procfile's flags unless ``extra``;
+    ``config`` names a settings module such as :data:`PROCFILE_CONFIG`), yielded once every
+    worker has loaded the app. With a config module, its metrics folder is a temporary one."""
     import tempfile
 
     settings = extra or GUNICORN_WEB
     workers = int(settings[settings.index("--workers") + 1]) if "--workers" in settings else 1
     with tempfile.TemporaryDirectory(prefix="bench-gunicorn-") as ready:
-        config = Path(ready) / "ready_hook.py"
-        config.write_text(_READY_HOOK)
+        hook = Path(ready) / "ready_hook.py"
+        hook.write_text(_READY_HOOK.format(base=f"from {config} import *  # noqa: F401,F403" if config else ""))
         args = [sys.executable, "-m", "gunicorn", *settings, "--bind", f"127.0.0.1:{port}",
-                "--log-level", "warning", "--config", str(config), app]
-        with process(args, env={**(env or {}), "BENCH_READY_DIR": ready}, port=port) as proc:
+                "--log-level", "warning", "--config", str(hook), app]
+        extra_env = {"BENCH_READY_DIR": ready, "PORT": str(port)}
+        if config:
+            (Path(ready) / "metrics").mkdir()
+            extra_env["PROMETHEUS_MULTIPROC_DIR"] = str(Path(ready) / "metrics")
+        with process(args, env={**(env or {}), **extra_env}, port=port) as proc:
             deadline = time.monotonic() + timeout
             while sum(1 for f in Path(ready).iterdir() if f.name.isdigit()) < workers:
                 if proc.poll() is not None or time.monotonic() > deadline:

@@ -43,6 +43,21 @@ def user_record(user: dict | None, stats: dict | None) -> dict:
     return {"user": _pick(user, FOLLOWER_USER_FIELDS), "stats": _pick(stats, FOLLOWER_STATS_FIELDS)}
 
 
+def user_records(entries: list) -> list[dict] | None:
+    """:func:`user_record` of every ``{"user": {...}, "stats": {...}}`` entry of an upstream
+    list, in one loop; ``None`` when an entry is not an object with a ``user`` object (a
+    ``stats`` that is not an object counts as absent)."""
+    out = []
+    for entry in entries:
+        user = entry.get("user") if isinstance(entry, dict) else None
+        if not isinstance(user, dict):
+            return None
+        stats = entry.get("stats")
+        out.append({"user": _pick(user, FOLLOWER_USER_FIELDS),
+                    "stats": _pick(stats if isinstance(stats, dict) else None, FOLLOWER_STATS_FIELDS)})
+    return out
+
+
 def profile_record(user: dict | None, stats: dict | None, items: list | None = None) -> dict:
     return {"user": _pick(user, PROFILE_USER_FIELDS), "stats": _pick(stats, PROFILE_STATS_FIELDS),
             "itemList": list(items or [])}

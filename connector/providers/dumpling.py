@@ -12,7 +12,7 @@ import httpx
 
 from ..config import Settings
 from ..errors import UpstreamError, kind_for_status
-from ..records import Page, profile_record, user_record
+from ..records import Page, profile_record, user_records
 from .base import Provider
 from .http import UpstreamHTTP, response_json
 
@@ -121,17 +121,15 @@ class DumplingProvider(Provider):
             body["count"] = count
         data = self._post(which, body)
         entries = data.get(LIST_KEYS[which])
-        if not isinstance(entries, list) or not all(
-            isinstance(e, dict) and isinstance(e.get("user"), dict) for e in entries
-        ):
+        records = user_records(entries) if isinstance(entries, list) else None
+        if records is None:
             raise UpstreamError("invalid_data", f"{which} list missing or malformed", provider=self.name)
         has_more = data.get("hasMore")
         if not isinstance(has_more, bool):
             has_more = bool(has_more) if has_more in (0, 1) else bool(entries)
         total = data.get("total")
         return Page(
-            records=[user_record(e.get("user"), e.get("stats") if isinstance(e.get("stats"), dict) else None)
-                     for e in entries],
+            records=records,
             next_cursor=data.get("minCursor"),
             max_cursor=data.get("maxCursor"),
             has_more=has_more,

@@ -25,7 +25,6 @@ poll took so that a poll that is dropped, for whatever reason, gives all of it b
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 
 import sqlalchemy as sa
@@ -76,62 +75,6 @@ def active_subscription_clause(settings, now: float, watch_table=watches):
         subscriptions.c.watch_id == watch_table.c.id,
         subscriptions.c.status.in_(BILLED_STATUSES),
         sa.or_(subscriptions.c.kind == "hook", subscriptions.c.last_called_at >= fresh_after))
-
-
-class Purse:
-    """Credits a poller took from the keys in advance for the polls it has claimed.
-
-    :meth:`fill` reserves, in one conditional write per key, the page each claimed poll
-    reads in steady state; :meth:`reserve` hands credits out of it, or reserves from the
-    key as usual when it holds too few; :meth:`refund` puts credits back in it. :meth:`close`
-    gives what is left back to the keys. A balance never goes below zero (every credit in
-    the purse was reserved with the balance's check), and what the purse holds is only what
-    polls under way would have reserved moments later anyway, so a poller that dies loses
-    no more than before: the credits of the polls it had in flight.
-
-    It has the key store's ``reserve``/``refund``, so a :class:`Tab` draws from it instead.
-    """
-
-    def __init__(self, keys):
-        self.keys = keys
-        self.held: Counter = Counter()     # key id -> credits held
-        self.callers: dict[str, Caller] = {}
-        self._lock = threading.Lock()
-
-    def fill(self, wanted: dict[str, int], callers: dict[str, Caller | None]) -> None:
-        """Reserve ``wanted[key id]`` credits from each key that can pay all of them."""
-        for key_id, amount in wanted.items():
-            caller = callers.get(key_id)
-            if caller is None or caller.credits is None or amount <= 0:
-                continue
-            if self.keys.reserve(caller, amount):
-                with self._lock:
-                    self.held[key_id] += amount
-                    self.callers[key_id] = caller
-
-    def reserve(self, caller: Caller, cost: int) -> bool:
-        if caller.credits is None or cost <= 0:
-            return True
-        with self._lock:
-            if self.held.get(caller.id, 0) >= cost:
-                self.held[caller.id] -= cost
-                return True
-        return self.keys.reserve(caller, cost)
-
-    def refund(self, caller: Caller, cost: int) -> None:
-        if caller.credits is None or cost <= 0:
-            return
-        with self._lock:
-            self.held[caller.id] += cost
-            self.callers[caller.id] = caller
-
-    def close(self) -> None:
-        """Give every credit still held back to its key."""
-        with self._lock:
-            held, self.held = self.held, Counter()
-        for key_id, amount in held.items():
-            if amount > 0:
-                self.keys.refund(self.callers[key_id], amount)
 
 
 class Tab:

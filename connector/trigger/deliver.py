@@ -1,4 +1,9 @@
-"""Delivery of the outbox: claim due deliveries, send one attempt, record its outcome.
+"""Delivery of the outbox: claim due deliveries, send attempts, record their outcomes.
+
+A claim also loads what its deliveries need (URL, secret, payload) in the same
+transaction; :func:`send_one` only POSTs; :func:`record_outcomes` writes many outcomes in
+one transaction (a delivery stays claimed until then, so one whose outcome was never
+recorded is sent again, same ``webhook-id``).
 
 A delivery row is claimed by moving its ``next_attempt_at`` a lease ahead (so a crashed
 sender's row comes back by itself); the lease (:func:`.options.delivery_lease`) outlives the
@@ -239,7 +244,8 @@ def record_outcomes(svc, attempts: list[Attempt], *, rng: random.Random | None =
                 since, values = failing[sub_id], {}
                 for a in mine:       # in the order they were made
                     since = None if a.error is None else (since or a.started)
-                    if a.error is not None and a.finished - since >= settings.hook_disable_after:
+                    if a.error is not None and a.finished - since >= settings.hook_disable_after \
+                            and "status" not in values:
                         values.update(status="disabled", status_reason=(
                             f"Disabled: deliveries have failed since {iso(since)} without a success "
                             f"(last: {a.error}). Fix the receiver, then enable the hook again: "

@@ -55,6 +55,7 @@ class PollResult:
         return key_id in self.unpaid and not self.charged.get(key_id)
 
 
+_SEEN_PG = "SELECT follower_key FROM seen_followers WHERE watch_id = %s AND follower_key = ANY(%s)"
 _SEEN = sa.select(seen_followers.c.follower_key).where(
     seen_followers.c.watch_id == sa.bindparam("wid"),
     seen_followers.c.follower_key.in_(sa.bindparam("keys", expanding=True)))
@@ -83,15 +84,6 @@ def prepare(conn, keys, wids: list[str]) -> dict[str, Prepared]:
     return {row["id"]: Prepared(row, by_watch.get(row["id"], []), callers) for row in rows}
 
 
-def paid_pages(prepared: dict[str, "Prepared"], settings, now: float, cost: int) -> dict[str, int]:
-    """Credits each key pays if every prepared watch reads one page (a steady-state poll)."""
-    wanted: dict[str, int] = {}
-    for item in prepared.values():
-        for key_id in {sub["key_id"] for sub in paying_subscriptions(item.subs, settings, now)}:
-            wanted[key_id] = wanted.get(key_id, 0) + cost
-    return wanted
-
-
 class _Poll:
     """The state of one poll: the watch, who pays, what was read."""
 
@@ -106,7 +98,7 @@ class _Poll:
         self.eligible = None                        # keys that may pay the walk under way (a gap's)
         self.key_since: dict[str, float] = {}      # key id -> its earliest subscription on the watch
 
-    def load(self, prepared: "Prepared | None" = None, keys=None) -> bool:
+    def load(self, prepared: "Prepared | None" = None) -> bool:
         if prepared is None:
             with self.svc.store.connect() as conn:
                 prepared = prepare(conn, self.svc.keys, [self.wid]).get(self.wid)
@@ -122,7 +114,7 @@ class _Poll:
         else:
             callers = {self.subscriber.id: self.subscriber}
             self.sharers = frozenset(s["key_id"] for s in paying if s["status"] == "active")
-        self.tab = Tab(keys or self.svc.keys, callers, self.manifest.cost)
+        self.tab = Tab(self.svc.keys, callers, self.manifest.cost)
         return True
 
     def fetch(self, cursor: Any):
@@ -152,6 +144,8 @@ class _Poll:
         if not keys:
             return set()
         with self.svc.store.connect() as conn:
+            if self.svc.store.dialect == "postgresql":   # one array parameter: no statement to expand
+                return set(conn.exec_driver_sql(_SEEN_PG, (self.wid, keys)).scalars())
             return set(conn.execute(_SEEN, {"wid": self.wid, "keys": keys}).scalars())
 
     def commit(self, values: dict, found: list[Found], *, pages: int = 0, backlog: bool = False) -> int:
@@ -182,16 +176,15 @@ class _Poll:
 
 
 def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
-               subscriber: Caller | None = None, prepared: Prepared | None = None, keys=None) -> PollResult:
+               subscriber: Caller | None = None, prepared: Prepared | None = None) -> PollResult:
     """Poll a watch whose lease ``owner`` holds; commit everything it learnt at once.
 
     ``max_pages`` caps the page budget (polls made inside a request); ``subscriber`` makes
     it a catch-up read paid by that key alone (see the module docstring). A poller passes
-    what it loaded for its batch (``prepared``) and the :class:`.billing.Purse` it pays
-    from (``keys``; the key store by default).
+    what it loaded for its batch (``prepared``); otherwise the poll loads it.
     """
     poll = _Poll(svc, wid, owner, subscriber)
-    if not poll.load(prepared, keys):
+    if not poll.load(prepared):
         return PollResult(status="gone")
     watch, settings, manifest = poll.watch, svc.settings, poll.manifest
     budget = poll.opts.page_budget if max_pages is None else min(poll.opts.page_budget, max_pages)

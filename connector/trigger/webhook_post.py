@@ -5,7 +5,8 @@ seconds never trips them. Here every socket operation (connect, TLS handshake, s
 read) gets what is left of one overall deadline, the name lookup included, and at most
 ``max_bytes`` of the response are read before the connection is closed. The connection
 goes to an address checked by :mod:`.targets` (never a fresh lookup), with ``Host`` and
-the TLS server name kept as the URL's name. HTTP/1.1 framing is h11's (httpx's own parser).
+the TLS server name kept as the URL's name. Plain answers are read directly; any other HTTP/1.1 framing is h11's
+(httpx's own parser).
 
 Connections are kept alive and reused for the next webhook to the same receiver (scheme,
 host and port, to an address the fresh check allows), at most ``MAX_IDLE`` idle ones per
@@ -213,16 +214,99 @@ def _connect(target: Target, deadline: _Deadline) -> tuple[socket.socket, str]:
     raise PostFailed(f"could not connect to {target.host[:100]}: {error}")
 
 
+MAX_HEAD = 16 * 1024   # bytes of status line and headers accepted (as h11's cap)
+
+
 def _exchange(sock, target: Target, body: bytes, headers: dict, deadline: _Deadline,
               max_bytes: int, *, reused: bool = False) -> tuple[Answer, bool]:
     """The answer, and whether the connection may carry another request (the answer was
-    read to its end and neither side asked to close)."""
-    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=16 * 1024)
-    request_headers = [("Host", target.host_header), ("Content-Length", str(len(body))), *headers.items()]
-    data = conn.send(h11.Request(method="POST", target=target.path, headers=request_headers))
-    data += conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
+    read to its end and neither side asked to close).
+
+    The request is written directly (its parts are ours or checked: the path and host come
+    from a checked URL). A plain answer (HTTP/1.x with a ``Content-Length``, or none for
+    204/304) is read directly too; anything else (chunked, close-delimited, odd framing)
+    goes to h11, which is given the bytes read so far.
+    """
+    lines = [f"POST {target.path} HTTP/1.1", f"Host: {target.host_header}", f"Content-Length: {len(body)}",
+             *(f"{name}: {value}" for name, value in headers.items())]
     sock.settimeout(deadline.left())
-    sock.sendall(data)      # the timeout bounds the whole sendall (Python >= 3.5)
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + body)   # one deadline for all of it
+
+    buffer = bytearray()
+    while True:                              # the status line and headers, skipping 1xx answers
+        end = buffer.find(b"\r\n\r\n")
+        if end > MAX_HEAD or (end < 0 and len(buffer) > MAX_HEAD):
+            raise h11.RemoteProtocolError("headers too long")
+        if end < 0:
+            sock.settimeout(deadline.left())
+            chunk = sock.recv(16 * 1024)
+            if not chunk:
+                if reused and not buffer:
+                    raise _Stale()
+                raise PostFailed("the receiver closed the connection without an answer")
+            buffer += chunk
+            continue
+        head = _plain_head(bytes(buffer[:end]))
+        if head is None:                     # not a plain answer: h11 reads it
+            return _h11_answer(sock, target, body, bytes(buffer), deadline, max_bytes)
+        status, fields, version = head
+        del buffer[:end + 4]
+        if status >= 200:
+            break
+    length = 0 if status in (204, 304) else int(fields["content-length"])
+    answer = Answer(status=status, headers=fields, body=b"")
+    # The status decides the outcome; read a little of the body (for the hook's error text)
+    # while it comes quickly, never more than max_bytes, then close unless it was all read.
+    grace = _Deadline(min(BODY_GRACE, max(0.0, deadline.at - deadline.clock())))
+    wanted = min(length, max_bytes)
+    try:
+        while len(buffer) < wanted:
+            sock.settimeout(grace.left())
+            chunk = sock.recv(16 * 1024)
+            if not chunk:
+                break
+            buffer += chunk
+    except (PostFailed, OSError):
+        pass                                 # a slow or broken body does not change the status
+    answer.body = bytes(buffer[:wanted])
+    keep = (len(buffer) == length and version == b"HTTP/1.1"
+            and "close" not in fields.get("connection", "").lower())
+    return answer, keep
+
+
+def _plain_head(raw: bytes):
+    """``(status, headers, version)`` of a head that :func:`_exchange` reads by itself, else None."""
+    try:
+        text = raw.decode("latin-1")
+        status_line, *header_lines = text.split("\r\n")
+        version, code, *_ = status_line.split(" ", 2)
+        if version not in ("HTTP/1.1", "HTTP/1.0") or len(code) != 3 or not code.isdigit():
+            return None
+        fields = {}
+        for line in header_lines:
+            name, sep, value = line.partition(":")
+            if not sep or not name or name != name.strip() or name in fields or line[0] in " \t":
+                return None
+            fields[name.lower()] = value.strip(" \t")
+    except ValueError:
+        return None
+    status = int(code)
+    if 200 <= status and status not in (204, 304):
+        length = fields.get("content-length")
+        if "transfer-encoding" in fields or length is None or not length.isdigit() or not length.isascii():
+            return None
+    return status, fields, version.encode()
+
+
+def _h11_answer(sock, target: Target, body: bytes, received: bytes, deadline: _Deadline,
+                max_bytes: int) -> tuple[Answer, bool]:
+    """Read the answer with h11, from the bytes already ``received`` on (the request is sent)."""
+    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD)
+    conn.send(h11.Request(method="POST", target=target.path,
+                          headers=[("Host", target.host_header), ("Content-Length", str(len(body)))]))
+    conn.send(h11.Data(data=body))
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(received)
 
     def receive(limit: _Deadline) -> None:
         sock.settimeout(limit.left())
@@ -237,14 +321,10 @@ def _exchange(sock, target: Target, body: bytes, headers: dict, deadline: _Deadl
             continue
         if isinstance(event, h11.Response):
             break
-        if reused and isinstance(event, h11.ConnectionClosed):
-            raise _Stale()
         raise PostFailed("the receiver closed the connection without an answer")
     answer = Answer(status=event.status_code,
                     headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers},
                     body=b"")
-    # The status decides the outcome; read a little of the body (for the hook's error text)
-    # while it comes quickly, never more than max_bytes, then close.
     grace = _Deadline(min(BODY_GRACE, max(0.0, deadline.at - deadline.clock())))
     chunks, size, complete = [], 0, False
     try:

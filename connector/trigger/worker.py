@@ -18,12 +18,10 @@ from dataclasses import dataclass
 
 from ..errors import redact
 from .. import metrics
-from .billing import Purse
 from .leases import claim_due_watches, new_owner, release_watch
-from .poll import paid_pages, poll_watch, prepare
+from .poll import poll_watch, prepare
 from .retention import prune
 from .sender import Sender, deliver_due_webhooks
-from .watches import trigger_manifest
 
 log = logging.getLogger("connector.trigger")
 
@@ -66,15 +64,12 @@ def poll_due_watches(svc, owner: str | None = None, *, stop: threading.Event | N
     ``notify()`` is called after each poll that committed new events (the worker wakes its
     sender with it, so deliveries go out at once rather than after the sender's idle sleep).
 
-    Each claimed batch is loaded in one go (:func:`.poll.prepare`) and its steady-state
-    pages are paid in advance into a :class:`.billing.Purse` (one write per key, not one
-    per poll); what the purse still holds at the end of the pass goes back to the keys.
+    Each claimed batch is loaded in one go (:func:`.poll.prepare`: three statements for
+    the batch instead of three per poll).
     """
     owner = owner or new_owner()
     opts = svc.settings.worker
     started = svc.clock()
-    cost = trigger_manifest(svc.manifests).cost
-    purse = Purse(svc.keys)
 
     def claim(limit: int):
         wids = claim_due_watches(svc.store, svc.settings, owner, opts.lease_seconds,
@@ -84,8 +79,6 @@ def poll_due_watches(svc, owner: str | None = None, *, stop: threading.Event | N
         try:
             with svc.store.connect() as conn:
                 prepared = prepare(conn, svc.keys, wids)
-            callers = {k: c for item in prepared.values() for k, c in item.callers.items()}
-            purse.fill(paid_pages(prepared, svc.settings, svc.clock(), cost), callers)
         except Exception as exc:  # the database is away: each poll loads itself
             log.error("loading claimed watches failed: %s", redact(f"{type(exc).__name__}: {exc}"))
             prepared = {}
@@ -94,7 +87,8 @@ def poll_due_watches(svc, owner: str | None = None, *, stop: threading.Event | N
     def work(item):
         wid, prepared = item
         try:
-            result = poll_watch(svc, wid, owner, prepared=prepared, keys=purse)
+            result = poll_watch(svc, wid, owner, prepared=prepared)
+            result.first_page = []     # (a request's samples; a pass of thousands must not keep them)
             if notify is not None and result.new_events:
                 notify()
             return result
@@ -104,11 +98,7 @@ def poll_due_watches(svc, owner: str | None = None, *, stop: threading.Event | N
             return None
 
     stats = PassStats()
-    try:
-        results = _drain(claim, work, opts.poll_threads, stop)
-    finally:
-        purse.close()
-    for result in results:
+    for result in _drain(claim, work, opts.poll_threads, stop):
         metrics.poll_done(result, "worker")
         stats.watches += 1
         if result is None or result.error is not None:
