@@ -237,6 +237,9 @@ def test_the_overview_lists_watches_hooks_and_keys_with_filters(env, world):  # 
     keys = text(client.get("/console/keys"))
     assert "acme-zaps" in keys and "ZAPIER 1" in keys and "broke-client" in keys and "out of credits" in keys
     assert broke_row["key_prefix"] in keys and broke not in keys               # never the key itself
+    env.api.post("/api/v1/get-tiktok-profile", json={"handle": HANDLE})        # leases a block of credits
+    balance = env.svc.keys.balance(env.key_id)
+    assert balance < 500 - 3 and f"<td>{balance:,}" in text(client.get("/console/keys")), balance
 
     assert "acme-zaps" not in text(client.get("/console/hooks?key=broke-client"))
     assert hook["id"] in text(client.get(f"/console/hooks?key={env.key_id}"))

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 
 from ..config import DAY
-from ..store.schema import api_keys, key_usage
+from ..store.schema import api_keys, credit_leases, key_usage
 from ..trigger.billing import active_subscription_clause
 from ..trigger.outbox import SILENT_STATUSES
 from ..trigger.tables import deliveries, delivery_attempts, events, seen_followers, subscriptions, watches
@@ -290,7 +290,10 @@ def hook_detail(conn, hook_id: str, *, now: float) -> dict | None:
 
 # -- keys ----------------------------------------------------------------------------------
 
-def key_page(conn, key_ids: tuple[str, ...] | None, *, number: int = 1, size: int = PAGE_SIZE) -> Page:
+def key_page(conn, key_ids: tuple[str, ...] | None, leased: dict[str, int], *, number: int = 1,
+             size: int = PAGE_SIZE) -> Page:
+    """A page of keys; ``leased``: credits held in leases by key (``KeyStore.leased_credits``),
+    part of each balance."""
     conditions = [] if key_ids is None else [api_keys.c.id.in_(key_ids)]
     total = conn.execute(sa.select(sa.func.count()).select_from(api_keys).where(*conditions)).scalar_one()
     rows = [dict(r) for r in conn.execute(
@@ -317,6 +320,9 @@ def key_page(conn, key_ids: tuple[str, ...] | None, *, number: int = 1, size: in
             entry[kind] = entry.get(kind, 0) + n
             if status == "paused_credits":
                 entry["paused_credits"] = entry.get("paused_credits", 0) + n
+        for row in rows:   # a balance is its unleased credits plus what is left of each lease (store/keys.py)
+            if row["credits"] is not None:
+                row["credits"] += leased.get(row["id"], 0)
     for row in rows:
         row["requests"] = usage.get(row["id"], {})
         row["credits_spent"] = spent.get(row["id"], 0)
@@ -337,8 +343,10 @@ def overview(conn, settings, *, now: float, cost: int) -> dict:
                          .where(subscriptions.c.kind == "poll")).scalar_one()
     live_keys = api_keys.c.revoked_at.is_(None)
     keys_total = conn.execute(sa.select(sa.func.count()).select_from(api_keys).where(live_keys)).scalar_one()
+    leased = (sa.select(sa.func.coalesce(sa.func.sum(credit_leases.c.credits), 0))
+              .where(credit_leases.c.key_id == api_keys.c.id).scalar_subquery())
     keys_broke = conn.execute(sa.select(sa.func.count()).select_from(api_keys).where(
-        live_keys, api_keys.c.credits.is_not(None), api_keys.c.credits < cost)).scalar_one()
+        live_keys, api_keys.c.credits.is_not(None), api_keys.c.credits + leased < cost)).scalar_one()
     failing = conn.execute(sa.select(sa.func.count()).select_from(subscriptions).where(
         subscriptions.c.kind == "hook", subscriptions.c.failing_since.is_not(None))).scalar_one()
     return {"watches": sum(by_status.values()), "watch_statuses": by_status, "hooks": sum(hooks.values()),

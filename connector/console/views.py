@@ -392,5 +392,6 @@ def key_list():
     svc.keys.flush_usage()
     cost = trigger_manifest(svc.manifests).cost
     return _listing("console/keys.html",
-                    lambda conn, f, n: queries.key_page(conn, f.key_ids, number=n), cost=cost,
+                    lambda conn, f, n: queries.key_page(conn, f.key_ids, svc.keys.leased_credits(conn), number=n),
+                    cost=cost,
                     static_keys=len(svc.keys.static), default_rate=svc.settings.default_rate_limit)

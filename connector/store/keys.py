@@ -140,7 +140,7 @@ class KeyStore:
                           sa.func.sum(key_usage.c.requests).label("requests"))
                 .group_by(key_usage.c.key_id, key_usage.c.request_source)
             ).all()
-            leased = self._leased(conn)
+            leased = self.leased_credits(conn)
         by_key: dict[str, dict] = {}
         for key_id, source, count in usage:
             by_key.setdefault(key_id, {})[source] = int(count)
@@ -176,10 +176,11 @@ class KeyStore:
             credits = conn.execute(sa.select(api_keys.c.credits).where(api_keys.c.id == key_id)).scalar()
             if credits is None:
                 return None
-            return credits + self._leased(conn).get(key_id, 0)
+            return credits + self.leased_credits(conn).get(key_id, 0)
 
-    def _leased(self, conn) -> dict[str, int]:
-        """Credits left in leases, by key: this process's from memory, the others' as reported."""
+    def leased_credits(self, conn) -> dict[str, int]:
+        """Credits left in leases, by key: this process's from memory, the others' as reported
+        (add them to ``api_keys.credits`` for a key's balance)."""
         with self._credit_lock:
             own = {k: lease.remaining for k, lease in self._credit_leases.items()}
             holder = self.holder
