@@ -23,22 +23,12 @@ from connector.trigger.replay import replay_plan
 from connector.trigger.sender import deliver_due_webhooks
 from connector.trigger.tables import deliveries, subscriptions, watches
 from connector.trigger.worker import poll_due_watches
+from tests.clock import ManualClock
 from tests.trigger_kit import (HANDLE, dumpling, make_due, receiver, trigger_settings, verify,  # noqa: F401
                                watch_row, world)
 
 ADMIN = "operator-secret-0123456789"
 HOOKS = "/api/v1/hooks"
-
-
-class Clock:
-    def __init__(self, start: float):
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def csrf_of(html: str) -> str:
@@ -179,7 +169,7 @@ def test_a_sign_in_from_elsewhere_is_refused_and_open_redirects_are_not_followed
 
 
 def test_a_session_expires_with_the_clock_and_with_a_new_admin_key(serve, dumpling, receiver, sqlite_url):  # noqa: F811
-    clock = Clock(time.time())
+    clock = ManualClock(time.time())
     live, _, _ = _env(serve, dumpling, sqlite_url, receiver, clock=clock)
     client = live.app.test_client()
     assert sign_in(client).status_code == 303
@@ -395,7 +385,7 @@ def test_bad_input_anywhere_is_a_message_never_a_500(env):
 
 def test_an_account_page_charts_growth_per_day_without_loading_anything_from_elsewhere(
         serve, dumpling, receiver, world, sqlite_url):  # noqa: F811
-    clock = Clock(time.time() - 3 * DAY)
+    clock = ManualClock(time.time() - 3 * DAY)
     live, raw, _ = _env(serve, dumpling, sqlite_url, receiver, clock=clock)
     svc = live.services
     with live.client(raw) as api:
@@ -434,7 +424,7 @@ def test_an_account_page_charts_growth_per_day_without_loading_anything_from_els
 
 
 def test_the_overview_says_when_the_worker_falls_behind(serve, dumpling, receiver, sqlite_url):  # noqa: F811
-    clock = Clock(time.time())
+    clock = ManualClock(time.time())
     live, raw, _ = _env(serve, dumpling, sqlite_url, receiver, clock=clock)
     with live.client(raw) as api:
         assert api.post(HOOKS, json={"event": "new_follower", "handle": HANDLE,

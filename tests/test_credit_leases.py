@@ -12,21 +12,14 @@ import pytest
 from connector.config import Settings
 from connector.store import Store
 from connector.store.keys import LEASE_GRACE, LEASE_MAX, LEASE_TTL, KeyStore
+from tests.clock import ManualClock
 
 FOLLOWERS = "/api/v1/get-tiktok-user-followers"
 
 
-class Clock:
-    def __init__(self, t: float = 1_000_000_000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
 @pytest.fixture
 def clock():
-    return Clock()
+    return ManualClock()
 
 
 @pytest.fixture
@@ -70,7 +63,7 @@ def test_other_processes_see_what_is_left_a_second_late_at_most(processes, clock
     for _ in range(4):
         assert a.reserve(caller, 1)
     assert b.balance(row["id"]) == 999      # not yet reported
-    clock.t += 1.0
+    clock.advance(1.0)
     assert a.reserve(caller, 1)             # the next spend after a second reports
     assert b.balance(row["id"]) == 995
     assert [k["credits"] for k in b.list()] == [995]
@@ -137,7 +130,7 @@ def test_an_expired_lease_is_not_spent_and_goes_back(processes, clock):
     raw, row = a.create(credits=1000)
     caller = a.authenticate(raw)
     assert a.reserve(caller, 1)
-    clock.t += LEASE_TTL + 1
+    clock.advance(LEASE_TTL + 1)
     assert a.reserve(caller, 1)              # hands the old block back, takes a new one
     assert a.balance(row["id"]) == 998 == b.balance(row["id"])
     assert column(a, row["id"]) == 998 - (LEASE_MAX - 1)
@@ -148,7 +141,7 @@ def test_a_dead_holders_lease_is_handed_back_by_another_process(processes, clock
     raw, row = a.create(credits=1000)
     assert a.reserve(a.authenticate(raw), 1)
     a._credit_leases.clear()                 # the process dies without a word
-    clock.t += LEASE_TTL + LEASE_GRACE + 1
+    clock.advance(LEASE_TTL + LEASE_GRACE + 1)
     assert b.reserve(b.authenticate(raw), 1)
     b.release_credit_leases()
     assert column(b, row["id"]) == 998 and b.balance(row["id"]) == 998
@@ -162,7 +155,7 @@ def test_top_up_and_revoke_take_effect(processes, clock):
     assert a.reserve(a.authenticate(raw), 1)
     assert b.top_up(row["id"], 10) == 109    # the new balance counts the lease a holds
     assert b.revoke(row["id"])
-    clock.t += 1.0
+    clock.advance(1.0)
     assert a.authenticate(raw) is None
     assert [k["credits"] for k in b.list()] == [109]   # what is left is still shown
 
@@ -190,5 +183,5 @@ def test_a_key_revoked_by_another_process_is_refused_within_a_second(processes, 
     assert a.authenticate(raw) is not None
     assert b.revoke(row["id"])
     assert b.authenticate(raw) is None        # the revoking process at once
-    clock.t += 1.0
+    clock.advance(1.0)
     assert a.authenticate(raw) is None        # the others within AUTH_CACHE_SECONDS

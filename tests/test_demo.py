@@ -2,30 +2,23 @@
 
 import pytest
 
-from connector.providers.demo import DEPTH_CAP, DemoProvider
 from connector.errors import UpstreamError
-
-
-class Clock:
-    def __init__(self, t):
-        self.t = t
-
-    def __call__(self):
-        return self.t
+from connector.providers.demo import DEPTH_CAP, DemoProvider
+from tests.clock import ManualClock
 
 
 def test_same_answers_for_the_same_time():
-    clock = Clock(1_790_000_000)
+    clock = ManualClock(1_790_000_000)
     a, b = DemoProvider(clock), DemoProvider(clock)
     assert a.list_followers("brand", count=5).records == b.list_followers("brand", count=5).records
     assert a.get_profile("brand") == b.get_profile("brand")
 
 
 def test_followers_grow_at_the_top_and_keep_their_identity():
-    clock = Clock(1_790_000_000)
+    clock = ManualClock(1_790_000_000)
     demo = DemoProvider(clock)
     before = demo.list_followers("brand", count=50).records
-    clock.t += 1800
+    clock.advance(1800)
     after = demo.list_followers("brand", count=100).records
     before_ids = [r["user"]["id"] for r in before]
     after_ids = [r["user"]["id"] for r in after]
@@ -36,7 +29,7 @@ def test_followers_grow_at_the_top_and_keep_their_identity():
 
 
 def test_walk_to_the_depth_cap_without_duplicates():
-    demo = DemoProvider(Clock(1_790_000_000))
+    demo = DemoProvider(ManualClock(1_790_000_000))
     seen, cursor, pages = set(), None, 0
     while True:
         page = demo.list_followers("brand", cursor=cursor, count=100)

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from connector.app import create_app
 from connector.trigger.sender import deliver_due_webhooks
 from connector.trigger.worker import poll_due_watches
+from tests.clock import ManualClock
 from tests.trigger_kit import Receiver, make_due
 
 CLI = [sys.executable, "-m", "connector.cli"]
@@ -39,14 +40,6 @@ def scrape(url: str, **kwargs) -> str:
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/plain; version=")
     return r.text
-
-
-class Clock:
-    def __init__(self):
-        self.t = time.time()
-
-    def __call__(self):
-        return self.t
 
 
 def test_requests_upstream_calls_and_credits_count_what_was_done(demo):
@@ -84,7 +77,7 @@ def test_requests_upstream_calls_and_credits_count_what_was_done(demo):
 
 
 def test_polls_deliveries_lag_and_pending_deliveries(serve, make_settings):
-    clock = Clock()
+    clock = ManualClock()
     receiver = Receiver()
     live = serve(make_settings(allow_private_targets=True, clock=clock, webhook_retry_schedule=(60, 60)))
     svc = live.services
@@ -96,7 +89,7 @@ def test_polls_deliveries_lag_and_pending_deliveries(serve, make_settings):
             assert r.status_code == 201, r.text
         before = scrape(live.url)
         receiver.respond = lambda received: 500
-        clock.t += 600                      # "brand" gains a follower every 67 s
+        clock.advance(600)                      # "brand" gains a follower every 67 s
         make_due(svc)
         polled = poll_due_watches(svc)
         assert polled.events >= 5
@@ -106,7 +99,7 @@ def test_polls_deliveries_lag_and_pending_deliveries(serve, make_settings):
         assert sample(pending, "connector_database_up") == 1
         deliver_due_webhooks(svc)                        # every attempt fails: each is retried
         receiver.respond = lambda received: 204
-        clock.t += 100                                   # the retries fall due
+        clock.advance(100)                                   # the retries fall due
         deliver_due_webhooks(svc)
         after = scrape(live.url)
     finally:

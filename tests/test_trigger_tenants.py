@@ -19,23 +19,13 @@ from connector.trigger.tables import (deliveries, delivery_attempts, events, inb
                                       watches)
 from connector.trigger.watches import delete_subscription
 from connector.trigger.worker import poll_due_watches
+from tests.clock import ManualClock
 from tests.trigger_kit import (HANDLE, Receiver, dumpling, follower_pages, make_due, receiver,  # noqa: F401
                                trigger_settings, world)
 
 HOOKS = "/api/v1/hooks"
 POLL = "/api/v1/triggers/new-follower"
 DAY = 86400.0
-
-
-class Clock:
-    def __init__(self, start: float):
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def hook_body(url: str, handle: str = HANDLE) -> dict:
@@ -279,7 +269,7 @@ def test_a_hook_failing_for_days_is_disabled_until_its_owner_enables_it(serve, d
     live = serve(trigger_settings(dumpling, database_url, hook_disable_after=3 * DAY,
                                   webhook_retry_schedule=(3600,) * 5))
     svc = live.services
-    clock = Clock(svc.clock())
+    clock = ManualClock(svc.clock())
     svc.clock = clock
     failing = Receiver()
     failing.respond = lambda received: 500
@@ -366,7 +356,7 @@ def test_retention_prunes_old_rows_in_batches_and_expires_idle_polling(serve, du
     world.add_account("second", followers=10)
     live = serve(trigger_settings(dumpling, database_url, worker={"prune_batch": 7}))
     svc = live.services
-    clock = Clock(svc.clock())
+    clock = ManualClock(svc.clock())
     svc.clock = clock
     raw, _ = svc.keys.create()
     failing = Receiver()

@@ -129,7 +129,8 @@ def test_failed_walk_says_how_to_resume_and_resume_finishes(big_world, tmp_path)
         fake.on_followers = flaky
         failed = run(["bigstar", "--out", str(out)], env)
         assert failed.exit_code == 1
-        assert "Service authentication failed. Please contact support." in failed.stderr
+        assert "The dumpling provider refused this server's credentials: check DUMPLING_API_KEY." in failed.stderr
+        assert "contact support" not in failed.stderr
         assert "--resume to continue from page 5" in failed.stderr and "Traceback" not in failed.stderr
         assert fake.api_key not in failed.stderr
         assert len(lines(out)) == 4 * 30
@@ -172,7 +173,8 @@ def test_walk_with_a_caller_key_and_provider_flags(big_world, tmp_path):
         assert bad.exit_code == 1 and "wrong_secret_9" not in bad.stderr
         assert "rejected the key" in bad.stderr
     nothing = run(["bigstar"], {})
-    assert nothing.exit_code == 1 and "Service not configured" in nothing.stderr
+    assert nothing.exit_code == 1 and "No data provider is configured" in nothing.stderr
+    assert "--provider demo" in nothing.stderr and "contact support" not in nothing.stderr
     assert run(["not a handle!"], {"CONNECTOR_PROVIDER": "demo"}).exit_code == 2
     assert run(["bigstar", "--resume"], {"CONNECTOR_PROVIDER": "demo"}).exit_code == 2
 

@@ -1,7 +1,7 @@
 """OpenAPI 3.1 document of the service, generated from the manifests.
 
 Every route is described: the actions, each trigger's polling route and REST-hook routes
-(from the manifest's ``hooks``), ``/healthz`` and ``/openapi.json``, with request and
+(from the manifest's ``hooks``), ``/healthz``, ``/openapi.json`` and ``/metrics``, with request and
 response schemas and every error status a caller can meet.
 """
 
@@ -283,6 +283,18 @@ def build(manifests) -> dict:
                                       "responses": {"200": {"description": "OpenAPI 3.1 document",
                                                             "content": json_content({"type": "object",
                                                                                      "required": ["openapi", "paths"]})}}}}
+    refused = json_content({"$ref": "#/components/schemas/Error"})
+    paths["/metrics"] = {"get": {
+        "operationId": "metrics", "summary": "Prometheus metrics (text format)", "tags": ["meta"],
+        "description": "For the operator's scraper, not for callers: with CONNECTOR_METRICS_TOKEN set, send "
+                       "'Authorization: Bearer <that token>'; without it, only clients on the service's own "
+                       "machine that came through no proxy are answered.",
+        "security": [],
+        "responses": {"200": {"description": "Prometheus text exposition format",
+                              "content": {"text/plain": {"schema": {"type": "string"}}}},
+                      "401": {"description": "CONNECTOR_METRICS_TOKEN is set and was not sent", "content": refused},
+                      "403": {"description": "No token is set and the client is not on this machine",
+                              "content": refused}}}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "tiktok-connector", "version": __version__,
