@@ -3,7 +3,11 @@ Procfile's settings) against a minimal Flask passthrough proxy under the same se
 
 So that the figures measure the connector and not its helpers, the upstream is nginx serving
 the fake's 30-follower page as a static file (byte for byte what ``bench.upstream`` answers)
-and the load comes from ``wrk`` (C), 16 keep-alive connections, one thread. Every target is up
+and the load comes from ``wrk`` (C), 64 keep-alive connections, one thread. (With 16, the
+kernel's split of the connections between gunicorn's two workers, which keep-alive then keeps
+for the whole round, decided the figure: the same connector code gave 290 req/s in rounds
+where one worker held most connections and 590-730 in the others, ratios 0.38-0.92; 64
+connections average the split out, 0.82-0.90 over five rounds in the same trial.) Every target is up
 for the whole run and the rounds take turns (upstream directly, passthrough, connector with a
 static key, connector with a database key that has credits, ...), so noise on a shared
 machine hits all alike; each round's connector figure is divided by the passthrough figure of
@@ -24,7 +28,7 @@ from . import common, tools
 
 ROUTE = "/api/v1/get-tiktok-user-followers"
 BODY = {"handle": "brand", "count": 30}
-CONNECTIONS = 16
+CONNECTIONS = 64
 # nginx answers any POST with the page (a static file answers POST with 405 unless told otherwise).
 UPSTREAM = ("location / { root .; default_type application/json; try_files /page.json =404; "
             "error_page 405 =200 $uri; }")
