@@ -14,8 +14,9 @@ import time
 from connector.config import DAY
 from connector.trigger.sender import deliver_due_webhooks
 from connector.trigger.worker import poll_due_watches
+from tests.clock import ManualClock
 from tests.console_browser import browser, shoot
-from tests.test_console import ADMIN, HOOKS, Clock
+from tests.test_console import ADMIN, HOOKS
 from tests.trigger_kit import HANDLE, dumpling, make_due, receiver, trigger_settings, verify, world  # noqa: F401
 
 
@@ -38,7 +39,7 @@ def _same_origin_only(driver, origin: str) -> None:
 
 def test_sign_in_see_a_watch_open_a_hook_replay_and_see_the_chart(serve, dumpling, receiver, world,  # noqa: F811
                                                                    sqlite_url):
-    clock = Clock(time.time() - 4 * DAY)
+    clock = ManualClock(time.time() - 4 * DAY)
     live = serve(trigger_settings(dumpling, sqlite_url, admin_key=ADMIN, clock=clock))
     svc = live.services
     raw, _ = svc.keys.create(name="acme-zaps", credits=1000)
