@@ -95,8 +95,9 @@ def _release_at_exit(ref) -> None:
     if keys is not None:
         try:
             keys.release_credit_leases()
-        except Exception:   # the database may be gone at exit; the leases then expire
-            log.warning("could not hand back leased credits at exit", exc_info=True)
+        except Exception as exc:   # the database may be gone at exit; the leases then expire
+            log.warning("could not hand back leased credits at exit (%s); other processes reclaim them "
+                        "once the leases expire", type(exc).__name__)
 
 
 class KeyStore:
