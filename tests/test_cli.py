@@ -1,9 +1,7 @@
 """The `connector` command as an operator uses it: real subprocesses, a real SQLite file."""
 
-import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -11,24 +9,12 @@ import time
 import httpx
 import pytest
 
+from tests.processes import clean_env, free_port, run
+
 
 @pytest.fixture
 def env(tmp_path):
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("CONNECTOR_", "DUMPLING_", "SOCIALFETCH_", "TIKTOK_"))}
-    clean["CONNECTOR_DATABASE_URL"] = f"sqlite:///{tmp_path / 'cli.db'}"
-    return clean
-
-
-def run(env, *args):
-    return subprocess.run([sys.executable, "-m", "connector.cli", *args], env=env, capture_output=True,
-                          text=True, timeout=60)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return clean_env(f"sqlite:///{tmp_path / 'cli.db'}")
 
 
 def test_keys_create_list_topup_revoke(env):

@@ -8,48 +8,31 @@ import csv
 import hashlib
 import hmac
 import json
-import os
 import queue
 import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from connector.cli.receive import make_server
 from connector.providers.demo import EPOCH, DemoProvider
 from connector.services import instance_path
 from tests.fakes import FakeDumpling, FakeWorld
-
-CLI = [sys.executable, "-m", "connector.cli"]
+from tests.processes import CLI, clean_env, free_port, run, sample, wait_up
 
 
 @pytest.fixture
 def env(tmp_path):
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("CONNECTOR_", "DUMPLING_", "SOCIALFETCH_", "TIKTOK_", "PROMETHEUS_"))
-             and k != "PORT"}
-    clean["CONNECTOR_DATABASE_URL"] = f"sqlite:///{tmp_path / 'first.db'}"
-    clean["HOME"] = str(tmp_path / "home")        # nothing of ours may land in a home folder
+    # HOME: nothing of ours may land in a home folder
+    clean = clean_env(f"sqlite:///{tmp_path / 'first.db'}", HOME=str(tmp_path / "home"))
     (tmp_path / "home").mkdir()
     return clean
-
-
-def run(env, *args, timeout=60):
-    return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Lines:
@@ -95,16 +78,6 @@ def stop(proc):
         proc.stdout.close()
 
 
-def wait_up(url: str, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            return httpx.get(url, timeout=2)
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer within {timeout} s")
-
-
 def handle_with_a_follower_soon(low: float = 4.0, high: float = 12.0) -> str:
     """A demo account whose next follower arrives between ``low`` and ``high`` seconds from now,
     so the test sees a real new follower without waiting minutes."""
@@ -116,15 +89,6 @@ def handle_with_a_follower_soon(low: float = 4.0, high: float = 12.0) -> str:
         if low <= wait <= high:
             return handle
     raise AssertionError("no demo handle fits")
-
-
-def sample(text: str, name: str, **labels) -> float:
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                total += s.value
-    return total
 
 
 def test_serve_demo_runs_the_whole_product_and_a_signed_delivery_reaches_the_users_receiver(env, tmp_path):

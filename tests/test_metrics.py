@@ -5,34 +5,20 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from connector.app import create_app
 from connector.trigger.sender import deliver_due_webhooks
 from connector.trigger.worker import poll_due_watches
 from tests.clock import ManualClock
+from tests.processes import CLI, clean_env, free_port, sample, wait_up
 from tests.trigger_kit import Receiver, make_due
-
-CLI = [sys.executable, "-m", "connector.cli"]
-
-
-def sample(text: str, name: str, **labels) -> float:
-    """The sum of ``name``'s samples whose labels include ``labels``."""
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-                total += s.value
-    return total
 
 
 def scrape(url: str, **kwargs) -> str:
@@ -156,29 +142,8 @@ def test_a_bad_method_on_metrics_is_a_405(demo):
 
 @pytest.fixture
 def env(tmp_path):
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("CONNECTOR_", "DUMPLING_", "SOCIALFETCH_", "TIKTOK_", "PROMETHEUS_"))
-             and k != "PORT"}
-    clean.update(CONNECTOR_DATABASE_URL=f"sqlite:///{tmp_path / 'm.db'}", CONNECTOR_PROVIDER="demo",
-                 CONNECTOR_API_KEYS="tc_metrics_test_key")
-    return clean
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_up(url: str, proc, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stdout.read()
-        try:
-            return httpx.get(url, timeout=2)
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer within {timeout} s")
+    return clean_env(f"sqlite:///{tmp_path / 'm.db'}", CONNECTOR_PROVIDER="demo",
+                     CONNECTOR_API_KEYS="tc_metrics_test_key")
 
 
 def stop(proc):
@@ -198,7 +163,7 @@ def test_two_gunicorn_workers_add_up(env, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_up(f"{url}/healthz", proc)
+        wait_up(f"{url}/healthz", proc, timeout=60)
         pids = set()
 
         def profile():
@@ -228,7 +193,7 @@ def test_a_separate_worker_serves_its_own_metrics(env):
                             stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_up(f"{url}/metrics", proc)
+        wait_up(f"{url}/metrics", proc, timeout=60)
         text = scrape(url)
         assert sample(text, "connector_database_up") == 1 and sample(text, "connector_deliveries_pending") == 0
         assert httpx.get(f"{url}/metrics", headers={"X-Forwarded-For": "1.2.3.4"}).status_code == 403
@@ -261,7 +226,7 @@ def test_the_procfile_web_process_adds_its_workers_up(env):
                             text=True, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_up(f"{url}/healthz", proc)
+        wait_up(f"{url}/healthz", proc, timeout=60)
 
         def profile():
             with httpx.Client(timeout=30) as http:
