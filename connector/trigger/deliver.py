@@ -225,6 +225,7 @@ def record_outcomes(svc, attempts: list[Attempt], *, rng: random.Random | None =
     outcomes: dict[int, Outcome] = {}
     logs: list = []
     deleted: set = set()
+    lags: list[float] = []       # commit -> 2xx of each delivered one, counted once recorded
     with svc.store.write() as conn:
         for attempt in attempts:     # 410: the receiver says the subscription is gone (Zapier, on unsubscribe)
             if attempt.status_code == 410:
@@ -271,7 +272,7 @@ def record_outcomes(svc, attempts: list[Attempt], *, rng: random.Random | None =
                 if a.error is None:
                     result = "delivered"
                     done["delivered"].append({**params, "at": a.finished})
-                    metrics.delivered(a.finished - row.detected_at)
+                    lags.append(a.finished - row.detected_at)
                 else:
                     delay = retry_delay(settings.webhook_retry_schedule, n, a.retry_after, rng)
                     disabled = a.finished - a.failing_since >= settings.hook_disable_after
@@ -292,6 +293,8 @@ def record_outcomes(svc, attempts: list[Attempt], *, rng: random.Random | None =
                 conn.execute(_DONE[result], params)
         for sub_id in sorted(prune):
             _prune_attempts(conn, sub_id)
+    for lag in lags:
+        metrics.delivered(lag)
     for write, *args in logs:
         write(*args)
     return [outcomes[id(a)] for a in attempts]
