@@ -51,7 +51,7 @@ class WorkerSettings:
     frontier_run: int = 3          # consecutive seen followers that mark the known frontier
     lease_seconds: float = 120.0   # how long a poller owns a watch before another may take it over
     poll_threads: int = 32         # watches polled at once by one worker (200+ polls/s at 100 ms upstream)
-    delivery_threads: int = 64     # webhooks sent at once by one worker (threads mostly wait on sockets)
+    delivery_concurrency: int = 1000   # webhook attempts open at once in one worker (each a coroutine, not a thread)
     claim_batch: int = 200
     idle_sleep: float = 0.25       # seconds the worker rests between passes (bounds commit-to-delivery latency)
     prune_every: float = 600.0     # seconds between two retention passes
@@ -92,7 +92,7 @@ class Settings:
     delivery_timeout: float = 15.0          # one webhook attempt, DNS to last byte read
     delivery_max_response_bytes: int = 64 * 1024
     delivery_per_host: int = 8              # attempts at once to one receiver host, per worker
-    delivery_per_key: int = 16              # attempts at once for one key's hooks, per worker
+    delivery_per_key: int = 4               # attempts at once one key always has (its fair share is larger while few keys have work)
     hook_disable_after: float = 5 * DAY     # failing this long without a success disables a hook
     retention: float | None = None          # events, deliveries, attempts; None: see retention_seconds
     poll_subscription_ttl: float = 30 * DAY  # a polling subscription nobody calls expires after this
@@ -195,7 +195,7 @@ class Settings:
             page_budget=number("CONNECTOR_POLL_PAGE_BUDGET", defaults.page_budget, minimum=1),
             lease_seconds=number("CONNECTOR_POLL_LEASE_SECONDS", defaults.lease_seconds, kind=float, minimum=1),
             poll_threads=number("CONNECTOR_POLL_THREADS", defaults.poll_threads, minimum=1),
-            delivery_threads=number("CONNECTOR_DELIVERY_THREADS", defaults.delivery_threads, minimum=1),
+            delivery_concurrency=number("CONNECTOR_DELIVERY_CONCURRENCY", defaults.delivery_concurrency, minimum=1),
             idle_sleep=number("CONNECTOR_POLL_IDLE_SLEEP", defaults.idle_sleep, kind=float, minimum=0.01))
         retention = number("CONNECTOR_RETENTION_DAYS", None, kind=float, minimum=1)
         if retention is not None:
@@ -234,7 +234,7 @@ class Settings:
             max_handles_per_key=number("CONNECTOR_MAX_HANDLES_PER_KEY", 50, minimum=1),
             delivery_timeout=number("CONNECTOR_DELIVERY_TIMEOUT", 15.0, kind=float, minimum=1),
             delivery_per_host=number("CONNECTOR_DELIVERY_PER_HOST", 8, minimum=1),
-            delivery_per_key=number("CONNECTOR_DELIVERY_PER_KEY", 16, minimum=1),
+            delivery_per_key=number("CONNECTOR_DELIVERY_PER_KEY", 4, minimum=1),
             hook_disable_after=number("CONNECTOR_HOOK_DISABLE_AFTER_DAYS", 5.0, kind=float, minimum=0.01) * DAY,
             retention=retention,
             poll_subscription_ttl=number("CONNECTOR_POLL_SUBSCRIPTION_TTL_DAYS", 30.0, kind=float,

@@ -16,14 +16,14 @@ from connector.config import DAY, ConfigError, Settings, WorkerSettings
 def test_every_variable_lands_in_a_typed_field():
     settings = Settings.from_env({
         "CONNECTOR_POLL_PAGE_BUDGET": "4", "CONNECTOR_POLL_LEASE_SECONDS": "30", "CONNECTOR_POLL_THREADS": "3",
-        "CONNECTOR_DELIVERY_THREADS": "5", "CONNECTOR_POLL_IDLE_SLEEP": "0.5", "CONNECTOR_LOG_LEVEL": "warning",
+        "CONNECTOR_DELIVERY_CONCURRENCY": "5", "CONNECTOR_POLL_IDLE_SLEEP": "0.5", "CONNECTOR_LOG_LEVEL": "warning",
         "CONNECTOR_MAX_HOOKS_PER_KEY": "7", "CONNECTOR_MAX_HANDLES_PER_KEY": "3", "CONNECTOR_DELIVERY_TIMEOUT": "9",
         "CONNECTOR_DELIVERY_PER_HOST": "2", "CONNECTOR_DELIVERY_PER_KEY": "6",
         "CONNECTOR_HOOK_DISABLE_AFTER_DAYS": "2", "CONNECTOR_RETENTION_DAYS": "30",
         "CONNECTOR_POLL_SUBSCRIPTION_TTL_DAYS": "10", "CONNECTOR_MANIFESTS_DIR": "/srv/manifests",
         "CONNECTOR_ALLOW_PRIVATE_TARGETS": "on", "CONNECTOR_PROVIDER_KEY": "ck:cs"})
     assert settings.worker == dataclasses.replace(WorkerSettings(), page_budget=4, lease_seconds=30.0, poll_threads=3,
-                                                  delivery_threads=5, idle_sleep=0.5)
+                                                  delivery_concurrency=5, idle_sleep=0.5)
     assert settings.log_level == "WARNING" and str(settings.manifests_dir) == "/srv/manifests"
     assert (settings.max_hooks_per_key, settings.max_handles_per_key, settings.delivery_timeout) == (7, 3, 9.0)
     assert (settings.delivery_per_host, settings.delivery_per_key) == (2, 6)

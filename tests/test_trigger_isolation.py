@@ -36,7 +36,7 @@ def test_a_dripping_or_endless_receiver_stalls_nobody_else(serve, sqlite_url, tm
         with live.client(careful) as http:
             subscribe(http, "brand", healthy.url)
         env = worker_env(fake, sqlite_url, tmp_path, CONNECTOR_DELIVERY_TIMEOUT=str(TIMEOUT),
-                         CONNECTOR_DELIVERY_THREADS="4", CONNECTOR_DELIVERY_PER_HOST="2",
+                         CONNECTOR_DELIVERY_CONCURRENCY="4", CONNECTOR_DELIVERY_PER_HOST="2",
                          CONNECTOR_DELIVERY_PER_KEY="2", CONNECTOR_POLL_IDLE_SLEEP="0.1")
         first = world.add_followers("brand", 10)
         make_due(svc)

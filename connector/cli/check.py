@@ -36,7 +36,7 @@ VARIABLES = {
 }
 WORKER_VARIABLES = {
     "page_budget": "CONNECTOR_POLL_PAGE_BUDGET", "lease_seconds": "CONNECTOR_POLL_LEASE_SECONDS",
-    "poll_threads": "CONNECTOR_POLL_THREADS", "delivery_threads": "CONNECTOR_DELIVERY_THREADS",
+    "poll_threads": "CONNECTOR_POLL_THREADS", "delivery_concurrency": "CONNECTOR_DELIVERY_CONCURRENCY",
     "idle_sleep": "CONNECTOR_POLL_IDLE_SLEEP",
 }
 # Fields whose values are credentials: shown as set or not set, never as values.
