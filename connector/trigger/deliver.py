@@ -91,11 +91,13 @@ def _slots(column, busy: dict[str, int], cap: int):
 
 def claim_due_deliveries(store, *, now: float, lease: float, limit: int, due_before: float,
                          busy_hosts: dict[str, int] | None = None, busy_keys: dict[str, int] | None = None,
-                         per_host: int = 8, per_key: int = 8) -> list[Claimed]:
+                         per_host: int = 8, per_key: int = 8, trim=None) -> list[Claimed]:
     """Lease up to ``limit`` due deliveries, at most ``per_host`` running at once per
     receiver host and ``per_key`` per hook owner (``busy_*``: those running now; a negative
-    number lets that host or key have as many more), oldest first within a host, hosts
-    taking turns."""
+    number lets that host or key have as many more), oldest first within a host, keys and
+    hosts taking turns. ``trim(picked)``, given the rows picked as ``(id, host, key)`` in
+    that order, returns the ids to lease (the sender's fair share, once it knows which keys
+    have work)."""
     busy_hosts = {h: n for h, n in (busy_hosts or {}).items() if n != 0}
     busy_keys = {k: n for k, n in (busy_keys or {}).items() if n != 0}
     d, s = deliveries.alias("d"), subscriptions.alias("s")
@@ -120,9 +122,12 @@ def claim_due_deliveries(store, *, now: float, lease: float, limit: int, due_bef
     with store.write() as conn:
         picked = {row.id: (row.target_host or target_receiver(row.target_url), row.key_id)
                   for row in conn.execute(pick)}
-        if not picked:
-            return []
         ids = list(picked)
+        if trim is not None and ids:
+            keep = trim([(i, *picked[i]) for i in ids])
+            ids = [i for i in ids if i in keep]
+        if not ids:
+            return []
         if store.dialect == "postgresql":   # another sender may be claiming the same rows: skip its
             # (locked first on their own: inside the UPDATE as a subquery, PostgreSQL may run the
             # locking scan once per pending row when its statistics lag behind a burst)

@@ -7,9 +7,11 @@ a socket until the attempt's deadline, not a thread.
 Fair share between keys. The keys with work (deliveries claimed, waiting or running) share
 the capacity: each may have ``max(delivery_per_key, capacity // (keys with work + 1))``
 attempts open at once, so a key's share shrinks toward an equal one as more keys have work,
-and the ``+ 1`` keeps room for a key that had none: keys whose receivers all hang hold only
-their shares, and a healthy key's delivery starts at the next claim (within ``idle_sleep``,
-at once when this worker's poller wakes the sender). Waiting attempts start round robin
+and the ``+ 1`` keeps room for a key that had none. Shares taken while fewer keys had work
+shrink only as those attempts end (an attempt is never cut short), so the last ``share``
+slots are kept for keys with fewer than ``delivery_per_key`` attempts open: keys whose
+receivers all hang hold only what they took, and a healthy key's delivery starts at the
+next claim (within ``idle_sleep``, at once when this worker's poller wakes the sender). Waiting attempts start round robin
 between keys. A claim takes keys in turn and hands each at most its share (``AHEAD`` times
 that for a key whose last answer came quickly, so a busy fast receiver is fed from memory).
 Never more than ``delivery_per_host`` attempts at once go to one receiver host (``AHEAD``
@@ -129,9 +131,24 @@ class Sender:
                      for k in set(self.held_keys) | self.fast_keys}
         claim = partial(claim_due_deliveries, self.svc.store, now=self.svc.clock(), lease=self.lease, limit=room,
                         due_before=due_before, busy_hosts=busy_hosts, busy_keys=busy_keys,
-                        per_host=self.per_host, per_key=share)
+                        per_host=self.per_host, per_key=share,
+                        trim=partial(self._fair_part, dict(self.held_keys), set(self.fast_keys)))
         self._claiming = self._loop.run_in_executor(self._db, claim)
         self._claiming.add_done_callback(self._poke)
+
+    def _fair_part(self, held: dict, fast: set, picked: list) -> set:
+        """The picked rows (in the claim's order: keys taking turns) within each key's share,
+        the share counting every key with work, those of this claim included. (Runs on the
+        database thread: ``held`` and ``fast`` are copies.)"""
+        keys = set(held) | {key for _, _, key in picked}
+        share = max(self.floor, self.capacity // (len(keys) + 1))
+        room = {key: share * (AHEAD if key in fast else 1) - held.get(key, 0) for key in keys}
+        keep = set()
+        for delivery_id, _, key in picked:
+            if room[key] > 0:
+                room[key] -= 1
+                keep.add(delivery_id)
+        return keep
 
     def _claimed(self) -> bool:
         """Queue what a finished claim got; False while it is still running."""
@@ -156,17 +173,22 @@ class Sender:
 
     def _dispatch(self, client: WebhookClient) -> None:
         """Start waiting attempts, one key after another (round robin), each key within its
-        share, each receiver host within its cap, all within the capacity."""
+        share, each receiver host within its cap, all within the capacity. The last
+        ``share`` slots are kept for keys with fewer than ``delivery_per_key`` attempts
+        open: shares taken while fewer keys had work shrink only as their attempts end,
+        and a key that has just got work must not wait for that."""
         if self._stopping:
             return
         share = self.share()
+        crowded = self.capacity - share      # beyond this, only keys below the floor start more
         started = True
         while started and len(self.running) < self.capacity:
             started = False
             for key in list(self.queues):
                 if len(self.running) >= self.capacity:
                     return
-                if self.running_keys[key] >= share:
+                running = self.running_keys[key]
+                if running >= share or (running >= self.floor and len(self.running) >= crowded):
                     continue
                 queue = self.queues[key]
                 index = next((i for i, c in enumerate(queue) if self.running_hosts[c.receiver] < self.per_host), None)
@@ -291,10 +313,9 @@ class Sender:
 
     async def _wait(self, timeout: float | None) -> None:
         """Until an attempt finishes, a claim or a write ends, wake() is called, or ``timeout`` passes."""
-        if self._claiming is not None:
-            if self.finished or self._claiming.done():
-                return
-        elif self.finished or self._woken.is_set():
+        if self.finished or (self._claiming.done() if self._claiming is not None
+                             else self._woken.is_set() and not self._stopping):
+            await asyncio.sleep(0)        # (let the attempts run: returning at once would never yield)
             return
         self._event.clear()
         try:
