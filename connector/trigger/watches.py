@@ -25,7 +25,6 @@ from .crypto import credential_hash, encrypt_credentials
 from .detect import keyed
 from .events import EVENT
 from .outbox import account_events, mark_seen, store_events
-from .schedule import next_poll_at
 from .tables import subscriptions, watches
 
 
@@ -119,7 +118,8 @@ def create_watch(svc, manifest: Manifest, provider_name: str, credentials: str |
         created = conn.execute(insert_ignore(svc.store.dialect, watches, {
             "id": wid, "provider": provider_name, "cred_hash": cred_hash, "credentials_enc": encrypted,
             "handle": handle, "operation": operation, "status": "active", "last_poll_at": now,
-            "next_poll_at": next_poll_at(svc.settings, now), "credits_spent": cost, "pages_read": 1,
+            "next_poll_at": now + svc.settings.poll_interval, "poll_interval": svc.settings.poll_interval,
+            "credits_spent": cost, "pages_read": 1,
             "created_at": now}).returning(watches.c.id)).first() is not None
         if created:
             row = {"id": wid, "handle": handle, "provider": provider_name}

@@ -13,15 +13,15 @@ On SQLite the unique constraint is changed by rebuilding ``watches`` (batch mode
 migration connection runs with foreign keys off (see ``connector/store/migrate.py``), so
 dropping the old table cascades to nothing; the migration refuses to run otherwise.
 
-Revision ID: 0006
-Revises: 0004
+Revision ID: 0008
+Revises: 0007
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0004"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
