@@ -44,6 +44,7 @@ def _manifests_dir() -> Path:
 
 MANIFESTS_DIR = _manifests_dir()
 
+POLL_POLICIES = ("adaptive", "fixed")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MIN_ADMIN_KEY = 16   # characters of CONNECTOR_ADMIN_KEY: the console's one secret
 
@@ -167,7 +168,7 @@ class OneOf(Kind):
     """One of ``choices`` (a tuple, or a function giving one when the registry decides)."""
 
     choices: tuple[str, ...] | Callable[[], Iterable[str]] = ()
-    upper: bool = False
+    fold: Callable[[str], str] | None = None   # str.upper, str.lower: the case the choices are in
 
     def allowed(self) -> tuple[str, ...]:
         return tuple(self.choices() if callable(self.choices) else self.choices)
@@ -177,7 +178,7 @@ class OneOf(Kind):
         return "one of " + ", ".join(self.allowed())
 
     def parse(self, name: str, raw: str) -> str:
-        value = raw.upper() if self.upper else raw
+        value = self.fold(raw) if self.fold else raw
         if value not in self.allowed():
             raise ConfigError(f"{name} must be one of {', '.join(self.allowed())}, got {value!r}.")
         return value
@@ -339,7 +340,13 @@ class Settings:
     allow_private_targets: bool = setting("CONNECTOR_ALLOW_PRIVATE_TARGETS", False,
         "lets webhook targets resolve to loopback/private addresses", Flag())
     poll_interval: int = setting("CONNECTOR_POLL_INTERVAL", 300,
-        "seconds between two polls of one watch", Whole(1))
+        "seconds between two polls of one watch (`fixed`; the cold start of `adaptive`)", Whole(1))
+    poll_policy: str = setting("CONNECTOR_POLL_POLICY", "adaptive",
+        "when watches are polled (docs/polling.md)", OneOf(POLL_POLICIES, str.lower))
+    poll_min_interval: int = setting("CONNECTOR_POLL_MIN_INTERVAL", 60,
+        "adaptive: the shortest interval between two polls of a watch", Whole(1))
+    poll_max_interval: int = setting("CONNECTOR_POLL_MAX_INTERVAL", 1800,
+        "adaptive: the longest (at least CONNECTOR_POLL_MIN_INTERVAL)", Whole(1))
     webhook_retry_schedule: tuple[int, ...] = setting("CONNECTOR_WEBHOOK_RETRY_SCHEDULE", DEFAULT_RETRY_SCHEDULE,
         "seconds before each retry of a failed delivery",
         SecondsList(), default_words="30 s … 12 h: " + _retry_words(DEFAULT_RETRY_SCHEDULE))
@@ -374,7 +381,7 @@ class Settings:
     manifests_dir: Path = setting("CONNECTOR_MANIFESTS_DIR", MANIFESTS_DIR,
         "the manifests to serve", Folder(), default_words="the shipped ones (`manifests/` in a checkout)")
     worker: WorkerSettings = field(default_factory=WorkerSettings)
-    log_level: str = setting("CONNECTOR_LOG_LEVEL", "INFO", "log level", OneOf(LOG_LEVELS, upper=True))
+    log_level: str = setting("CONNECTOR_LOG_LEVEL", "INFO", "log level", OneOf(LOG_LEVELS, str.upper))
     provider_key: str | None = setting("CONNECTOR_PROVIDER_KEY", None,
         "`connector followers --provider-key` when the option is not given", secret=True)
     metrics_token: str | None = setting("CONNECTOR_METRICS_TOKEN", None,
@@ -449,6 +456,9 @@ class Settings:
         values = {s.attr: s.read(env) for s in field_declarations(cls)}
         values["worker"] = WorkerSettings(**{s.attr: s.read(env) for s in field_declarations(WorkerSettings)})
         values.update({s.attr: s.read(env) for s in provider_settings()})
+        if values["poll_max_interval"] < values["poll_min_interval"]:
+            raise ConfigError(f"CONNECTOR_POLL_MAX_INTERVAL ({values['poll_max_interval']}) must be at least "
+                              f"CONNECTOR_POLL_MIN_INTERVAL ({values['poll_min_interval']}).")
         retention = values["retention"]
         if retention is not None and retention < sum(values["webhook_retry_schedule"]) * 1.2:
             horizon_days = sum(values["webhook_retry_schedule"]) * 1.2 / DAY

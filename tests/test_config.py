@@ -28,7 +28,8 @@ def _other_value(declared) -> tuple[str, object]:
         return "on", True
     if isinstance(kind, OneOf):
         choice = next(c for c in kind.allowed() if c != declared.default)
-        return choice.lower() if kind.upper else choice, choice
+        swapped = choice.swapcase() if kind.fold else choice     # a folded variable is read in either case
+        return swapped, choice
     if isinstance(kind, SecondsList):
         return "5, 60,600", (5, 60, 600)
     if isinstance(kind, Words):

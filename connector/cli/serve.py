@@ -159,6 +159,7 @@ def serve(demo, host, port, workers, threads):
         overrides = {"provider": "demo", "allow_private_targets": True}
         if not (os.environ.get("CONNECTOR_POLL_INTERVAL") or "").strip():
             overrides["poll_interval"] = DEMO_POLL_INTERVAL
+            overrides["poll_min_interval"] = min(settings.poll_min_interval, DEMO_POLL_INTERVAL)
         settings = settings.replace(**overrides)
     check_port_free(host, port)
     folder = Path(os.environ.get(metrics.MULTIPROC_ENV) or instance_path() / "metrics" / str(port))
@@ -195,6 +196,7 @@ def serve(demo, host, port, workers, threads):
     if demo:
         poller_env = dict(os.environ, CONNECTOR_PROVIDER="demo", CONNECTOR_ALLOW_PRIVATE_TARGETS="1",
                           CONNECTOR_POLL_INTERVAL=str(settings.poll_interval),
+                          CONNECTOR_POLL_MIN_INTERVAL=str(settings.poll_min_interval),
                           CONNECTOR_DATABASE_URL=database_url(settings))
     ctl = control_socket(port)
     state: dict = {}
