@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from ..config import PROVIDER_NAMES
 from ..manifests import REQUEST_ONLY_INPUTS
+from ..providers import PROVIDERS
+
+PROVIDER_NAMES = tuple(PROVIDERS)   # the registry's, for the X-Provider choices
 
 __all__ = ["PROVIDER_NAMES", "as_data", "dump_json", "platform_type", "flat_key",
            "user_inputs", "hook_inputs", "example_value", "REQUEST_ONLY_INPUTS"]
