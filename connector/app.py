@@ -13,6 +13,7 @@ import json
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import metrics
 from .api import actions, errors, hooks, meta, triggers
@@ -66,6 +67,12 @@ def create_app(test_config: Settings | dict | None = None) -> Flask:
     if isinstance(test_config, dict):
         app.config.update({k: v for k, v in test_config.items() if k != "settings"})
 
+    if settings.trusted_proxies:
+        # Behind nginx (deploy/): the client's own address (rate limits, logs, the console's
+        # Secure cookie) from the last N proxies' X-Forwarded-For/-Proto. Only when configured:
+        # otherwise any client could claim any address.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)
     install_log_filter()
     metrics.check_multiprocess_dir()
     svc = build_services(settings)

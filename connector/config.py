@@ -102,6 +102,7 @@ class Settings:
     provider_key: str | None = None          # `connector followers`' provider key when --provider-key is not given
     metrics_token: str | None = None         # GET /metrics needs it as a bearer token; None: loopback only
     admin_key: str | None = None             # opens the operator console (/console/); None: the console is off
+    trusted_proxies: int = 0                 # proxies in front whose X-Forwarded-For/-Proto are believed (0: none)
     clock: Callable[[], float] = time.time   # unix seconds; tests pass one they move
 
     def replace(self, **changes) -> "Settings":
@@ -245,4 +246,5 @@ class Settings:
             provider_key=text("CONNECTOR_PROVIDER_KEY"),
             metrics_token=text("CONNECTOR_METRICS_TOKEN"),
             admin_key=admin_key,
+            trusted_proxies=number("CONNECTOR_TRUSTED_PROXIES", 0, minimum=0),
         )

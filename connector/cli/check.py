@@ -1,6 +1,9 @@
 """``connector check``: the settings in force, the database and its schema, and whether each
 configured provider answers. Secrets are never shown, only whether they are set; the
-database URL is shown without its password. Exits 1 when something needs fixing."""
+database URL is shown without its password. Exits 1 when something needs fixing.
+
+``--demo`` (or ``--provider demo``) checks what ``connector serve --demo`` uses; with no
+provider configured, a running ``serve --demo`` (:mod:`.running`) is found and checked."""
 
 from __future__ import annotations
 
@@ -10,10 +13,12 @@ import time
 import click
 import sqlalchemy as sa
 
-from ..config import Settings, WorkerSettings
+from ..config import PROVIDER_NAMES, Settings, WorkerSettings
 from ..errors import UpstreamError, redact
 from ..providers import PROVIDERS
 from ..store import migrate
+from ..store.engine import create_engine, reachable
+from . import running
 from .base import NO_PROVIDER, PROVIDER_VARIABLES, database_url, load_settings, upstream_words, version
 
 # Settings fields and the variables they are read from (fields not listed are not variables).
@@ -33,6 +38,7 @@ VARIABLES = {
     "poll_subscription_ttl": "CONNECTOR_POLL_SUBSCRIPTION_TTL_DAYS", "manifests_dir": "CONNECTOR_MANIFESTS_DIR",
     "log_level": "CONNECTOR_LOG_LEVEL", "provider_key": "CONNECTOR_PROVIDER_KEY",
     "metrics_token": "CONNECTOR_METRICS_TOKEN", "admin_key": "CONNECTOR_ADMIN_KEY",
+    "trusted_proxies": "CONNECTOR_TRUSTED_PROXIES",
 }
 WORKER_VARIABLES = {
     "page_budget": "CONNECTOR_POLL_PAGE_BUDGET", "lease_seconds": "CONNECTOR_POLL_LEASE_SECONDS",
@@ -43,6 +49,8 @@ WORKER_VARIABLES = {
 SECRET_FIELDS = frozenset({"dumpling_api_key", "socialfetch_api_key", "tiktok_client_key", "tiktok_client_secret",
                            "api_keys", "secret_key", "provider_key", "metrics_token", "admin_key"})
 DAYS = frozenset({"hook_disable_after", "retention", "poll_subscription_ttl"})
+# Variables only the upstream providers read, left out when checking the demo.
+DEMO_UNUSED = ("DUMPLING_", "SOCIALFETCH_", "TIKTOK_")
 PROBE_HANDLE = "tiktok"          # an account every provider knows
 PROBE_TIMEOUT = 5.0
 
@@ -87,10 +95,16 @@ def settings_lines(settings: Settings) -> list[str]:
 
 def database_lines(url: str) -> tuple[list[str], bool]:
     lines = [f"  {masked_url(url)}"]
-    engine = sa.create_engine(url, hide_parameters=True)
     try:
-        state, current = migrate.state(engine), migrate.revision(engine)
-    except Exception as exc:   # unreachable, refused, not a database: say so, never a traceback
+        engine = create_engine(url, hide_parameters=True)
+    except migrate.SchemaError as exc:
+        return lines + [f"  {exc}"], False
+    try:
+        with reachable(url):
+            state, current = migrate.state(engine), migrate.revision(engine)
+    except migrate.SchemaError as exc:
+        return lines + [f"  {exc}"], False
+    except Exception as exc:   # not a database: say so, never a traceback
         detail = getattr(exc, "orig", None) or exc
         return lines + [f"  unreachable: {redact(str(detail).splitlines()[0] if str(detail) else type(exc).__name__)}"], False
     finally:
@@ -128,16 +142,41 @@ def probe(settings: Settings, name: str) -> tuple[bool, str]:
     return True, f"answers ({(time.monotonic() - started) * 1000:.0f} ms)"
 
 
+def chosen_provider(settings: Settings, demo: bool, provider: str | None) -> tuple[Settings, str | None]:
+    """The settings to check: with --demo or --provider, that provider; with none configured,
+    what a running ``connector serve`` uses. Returns them and a line saying why, if any."""
+    if demo or provider == "demo":
+        return running.demo_settings(settings), None
+    if provider:
+        return settings.replace(provider=provider), None
+    if settings.default_provider is None:
+        for info in running.services():
+            if info.get("provider") == "demo":
+                return running.demo_settings(settings), (
+                    f"`connector serve --demo` is running (port {info.get('port')}, pid {info.get('pid')}): "
+                    "checking the demo provider it uses.")
+    return settings, None
+
+
 @click.command("check")
 @click.option("--no-providers", is_flag=True, help="Do not call the providers (no upstream credits spent).")
-def check(no_providers):
+@click.option("--demo", is_flag=True, help="Check what `connector serve --demo` uses: the demo provider "
+              "(found by itself while one runs and no provider is configured).")
+@click.option("--provider", type=click.Choice(PROVIDER_NAMES), default=None,
+              help="Check this provider only, as if CONNECTOR_PROVIDER named it.")
+def check(no_providers, demo, provider):
     """Report the settings in force (secrets masked), the database and its schema, and
     whether each configured provider answers. Exits 1 when something needs fixing."""
-    settings = load_settings()
+    settings, why = chosen_provider(load_settings(), demo, provider)
+    only = settings.provider if (demo or provider or why) else None
     problems = 0
     click.echo(f"tiktok-connector {version()}")
+    if why:
+        click.echo(why)
     click.echo("Settings in force (credentials are shown only as set or not set):")
     for line in settings_lines(settings):
+        if only == "demo" and line.split()[0].startswith(DEMO_UNUSED):
+            continue   # the demo reads no upstream: its credentials and URLs would only mislead
         click.echo(line)
     click.echo("Database:")
     lines, ok = database_lines(database_url(settings))
@@ -148,10 +187,16 @@ def check(no_providers):
     configured = [n for n in PROVIDERS if n != "demo" and settings.has_credentials(n)]
     if settings.provider == "demo" or not configured:
         configured.append("demo")
+    if only is not None:
+        configured = [only]
     default = settings.default_provider
     if default is None:
         problems += 1
         click.echo(f"  none configured. {NO_PROVIDER}")
+    elif not settings.has_credentials(default):
+        problems += 1
+        click.echo(f"  {default}: no credentials; set {PROVIDER_VARIABLES[default]}.")
+        configured = []
     for name in configured if default is not None else []:
         if no_providers:
             click.echo(f"  {name}: not called (--no-providers)")

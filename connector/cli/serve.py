@@ -32,6 +32,7 @@ import sys
 from pathlib import Path
 
 import click
+import sqlalchemy as sa
 from gunicorn.app.base import BaseApplication
 
 from .. import metrics
@@ -40,10 +41,12 @@ from ..config import ConfigError
 from ..manifests import ManifestError
 from ..services import instance_path
 from ..store.migrate import SchemaError
+from ..trigger.tables import watches
+from . import running
 from .base import database_url, load_settings
 
 DEFAULT_PORT = 8000
-DEMO_POLL_INTERVAL = 30
+DEMO_POLL_INTERVAL = running.DEMO_POLL_INTERVAL
 DEMO_HANDLE = "stoolpresidente"   # a demo account that gains a follower every ~25 s
 MAX_UNIX_SOCKET_PATH = 100        # sun_path holds 108 bytes
 
@@ -143,6 +146,21 @@ def _demo_next_steps(url: str, key: str | None) -> list[str]:
     ]
 
 
+def worker_words(svc) -> str:
+    """The banner's line on the worker, which this command does not run (--demo aside): whether
+    one is polling this database (a poll committed within a lease) and what to start if not."""
+    with svc.store.connect() as conn:
+        last = conn.execute(sa.select(sa.func.max(watches.c.last_poll_at))).scalar()
+    lease = svc.settings.worker.lease_seconds
+    ago = svc.clock() - last if last is not None else None
+    if ago is not None and ago <= lease:
+        return f"A worker is polling this database (a poll committed {ago:.0f} s ago): hooks fire."
+    when = "ever" if ago is None else f"in the last {lease:.0f} s"
+    return ("No worker is running: this command serves requests only, and no poll has committed "
+            f"{when}, so hooks will not fire. Start the worker in another terminal: connector poll "
+            "(or run `connector serve --demo`, which runs both).")
+
+
 @click.command()
 @click.option("--demo", is_flag=True, help="The whole product on the built-in demo provider (no upstream keys): "
               "web service and worker, watches polled every 30 s, local webhook receivers allowed.")
@@ -156,10 +174,7 @@ def serve(demo, host, port, workers, threads):
     port = resolve_port(port)
     settings = load_settings()
     if demo:
-        overrides = {"provider": "demo", "allow_private_targets": True}
-        if not (os.environ.get("CONNECTOR_POLL_INTERVAL") or "").strip():
-            overrides["poll_interval"] = DEMO_POLL_INTERVAL
-        settings = settings.replace(**overrides)
+        settings = running.demo_settings(settings)
     check_port_free(host, port)
     folder = Path(os.environ.get(metrics.MULTIPROC_ENV) or instance_path() / "metrics" / str(port))
     try:
@@ -178,6 +193,8 @@ def serve(demo, host, port, workers, threads):
                    "TIKTOK_CLIENT_KEY/TIKTOK_CLIENT_SECRET, or run with --demo.", err=True)
     click.echo(f"Serving on http://{host}:{port} with provider {settings.default_provider or '(none)'}"
                + (f"; the worker polls every {settings.poll_interval} s" if demo else ""))
+    if not demo:
+        click.echo(worker_words(svc))
     if demo:
         key = None
         if settings.api_keys:
@@ -201,11 +218,14 @@ def serve(demo, host, port, workers, threads):
     state: dict = {}
 
     def when_ready(_server):
+        state["record"] = running.record(port, settings.default_provider)   # for `connector check`
         if poller_env is not None:
             state["poller"] = start_poller(poller_env)
 
     def on_exit(_server):
         stop_poller(state.get("poller"))
+        if "record" in state:
+            running.forget(state["record"])
 
     def child_exit(_server, worker):
         metrics.mark_dead(worker.pid)

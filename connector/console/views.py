@@ -52,8 +52,8 @@ def gate():
     svc = services()
     g.now = svc.clock()
     g.csrf = None
-    if not svc.settings.admin_key:
-        return _page("console/off.html", 404)
+    if not svc.settings.admin_key:   # the stylesheet still loads, so the page saying so is styled
+        return None if request.endpoint == "console.static" else _page("console/off.html", 404)
     g.gate = Gate(svc.settings.admin_key, svc.clock)
     if request.endpoint in ("console.static", "console.login", "console.login_form"):
         return None

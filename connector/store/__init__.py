@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from . import migrate
+from .engine import create_engine, reachable
 from .schema import metadata
 
 __all__ = ["Store", "metadata", "upsert", "insert_ignore"]
@@ -33,18 +34,19 @@ class Store:
     def __init__(self, url: str, *, upgrade: bool = False):
         self.url = url
         if url.startswith("sqlite"):
-            self.engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+            self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
                                            pool_size=20, max_overflow=20, hide_parameters=True)
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
-            self.engine = sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True,
+            self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True,
                                            hide_parameters=True)
         self.dialect = self.engine.dialect.name
         # SQLite lets one writer in at a time and makes the others sleep-poll (1, 2, 5, 10 ms…);
         # queueing this process's writers on a lock instead keeps short writes short.
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
         try:
-            migrate.ensure(self.engine, allow_upgrade=upgrade)
+            with reachable(url):
+                migrate.ensure(self.engine, allow_upgrade=upgrade)
         except BaseException:
             self.engine.dispose()
             raise
