@@ -38,6 +38,7 @@ def _manifests_dir() -> Path:
 MANIFESTS_DIR = _manifests_dir()
 
 
+POLL_POLICIES = ("adaptive", "fixed")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MIN_ADMIN_KEY = 16   # characters of CONNECTOR_ADMIN_KEY: the console's one secret
 
@@ -77,6 +78,9 @@ class Settings:
     secret_key: str | None = None
     allow_private_targets: bool = False
     poll_interval: int = 300
+    poll_policy: str = "adaptive"           # adaptive | fixed (docs/polling.md)
+    poll_min_interval: int = 60             # adaptive: the shortest interval between two polls of a watch
+    poll_max_interval: int = 1800           # adaptive: the longest
     webhook_retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
     default_rate_limit: int = 120
     max_body_bytes: int = 64 * 1024
@@ -212,6 +216,14 @@ class Settings:
             raise ConfigError(f"CONNECTOR_ADMIN_KEY must be at least {MIN_ADMIN_KEY} characters (it opens the "
                               "operator console); make one with: python -c 'import secrets; "
                               "print(secrets.token_urlsafe(32))'.")
+        poll_policy = (text("CONNECTOR_POLL_POLICY") or "adaptive").lower()
+        if poll_policy not in POLL_POLICIES:
+            raise ConfigError(f"CONNECTOR_POLL_POLICY must be one of {', '.join(POLL_POLICIES)}, got {poll_policy!r}.")
+        poll_min = number("CONNECTOR_POLL_MIN_INTERVAL", 60, minimum=1)
+        poll_max = number("CONNECTOR_POLL_MAX_INTERVAL", 1800, minimum=1)
+        if poll_max < poll_min:
+            raise ConfigError(f"CONNECTOR_POLL_MAX_INTERVAL ({poll_max}) must be at least CONNECTOR_POLL_MIN_INTERVAL "
+                              f"({poll_min}).")
         api_keys = tuple(k.strip() for k in (text("CONNECTOR_API_KEYS") or "").split(",") if k.strip())
         return cls(
             provider=provider,
@@ -227,6 +239,9 @@ class Settings:
             secret_key=text("CONNECTOR_SECRET_KEY"),
             allow_private_targets=flag("CONNECTOR_ALLOW_PRIVATE_TARGETS"),
             poll_interval=number("CONNECTOR_POLL_INTERVAL", 300, minimum=1),
+            poll_policy=poll_policy,
+            poll_min_interval=poll_min,
+            poll_max_interval=poll_max,
             webhook_retry_schedule=schedule,
             default_rate_limit=number("CONNECTOR_DEFAULT_RATE_LIMIT", 120, minimum=1),
             max_body_bytes=number("CONNECTOR_MAX_BODY_BYTES", 64 * 1024, minimum=1024),

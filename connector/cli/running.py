@@ -23,6 +23,7 @@ def demo_settings(settings: Settings, environ=os.environ) -> Settings:
     overrides = {"provider": "demo", "allow_private_targets": True}
     if not (environ.get("CONNECTOR_POLL_INTERVAL") or "").strip():
         overrides["poll_interval"] = DEMO_POLL_INTERVAL
+        overrides["poll_min_interval"] = min(settings.poll_min_interval, DEMO_POLL_INTERVAL)
     return settings.replace(**overrides)
 
 

@@ -213,6 +213,7 @@ def serve(demo, host, port, workers, threads):
     if demo:
         poller_env = dict(os.environ, CONNECTOR_PROVIDER="demo", CONNECTOR_ALLOW_PRIVATE_TARGETS="1",
                           CONNECTOR_POLL_INTERVAL=str(settings.poll_interval),
+                          CONNECTOR_POLL_MIN_INTERVAL=str(settings.poll_min_interval),
                           CONNECTOR_DATABASE_URL=database_url(settings))
     ctl = control_socket(port)
     state: dict = {}
