@@ -93,7 +93,7 @@ def test_check_demo_uses_what_serve_demo_uses_and_exits_0(env):
     assert "demo (default): answers" in result.stdout and result.stdout.rstrip().endswith("All good.")
     assert re.search(r"CONNECTOR_PROVIDER\s+demo\n", result.stdout)
     assert re.search(r"CONNECTOR_POLL_INTERVAL\s+30\b", result.stdout)            # as serve --demo polls
-    assert re.search(r"CONNECTOR_ALLOW_PRIVATE_TARGETS\s+True", result.stdout)
+    assert re.search(r"CONNECTOR_ALLOW_PRIVATE_TARGETS\s+on", result.stdout)
     assert "DUMPLING_" not in result.stdout and "TIKTOK_" not in result.stdout and "SOCIALFETCH_" not in result.stdout
 
 

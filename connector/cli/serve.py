@@ -37,7 +37,7 @@ from gunicorn.app.base import BaseApplication
 
 from .. import metrics
 from ..app import create_app
-from ..config import ConfigError
+from ..config import ConfigError, credential_words, either
 from ..manifests import ManifestError
 from ..services import instance_path
 from ..store.migrate import SchemaError
@@ -189,8 +189,7 @@ def serve(demo, host, port, workers, threads):
     svc = app.extensions["connector"]
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     if settings.default_provider is None:
-        click.echo("No provider is configured: set DUMPLING_API_KEY, SOCIALFETCH_API_KEY or "
-                   "TIKTOK_CLIENT_KEY/TIKTOK_CLIENT_SECRET, or run with --demo.", err=True)
+        click.echo(f"No provider is configured: set {either(credential_words('/'))}, or run with --demo.", err=True)
     click.echo(f"Serving on http://{host}:{port} with provider {settings.default_provider or '(none)'}"
                + (f"; the worker polls every {settings.poll_interval} s" if demo else ""))
     if not demo:
