@@ -93,6 +93,7 @@ class Settings:
     delivery_max_response_bytes: int = 64 * 1024
     delivery_per_host: int = 8              # attempts at once to one receiver host, per worker
     delivery_per_key: int = 16              # attempts at once for one key's hooks, per worker
+    max_requests_in_flight_per_key: int = 4  # one key's requests answered at once, per web process
     hook_disable_after: float = 5 * DAY     # failing this long without a success disables a hook
     retention: float | None = None          # events, deliveries, attempts; None: see retention_seconds
     poll_subscription_ttl: float = 30 * DAY  # a polling subscription nobody calls expires after this
@@ -235,6 +236,7 @@ class Settings:
             delivery_timeout=number("CONNECTOR_DELIVERY_TIMEOUT", 15.0, kind=float, minimum=1),
             delivery_per_host=number("CONNECTOR_DELIVERY_PER_HOST", 8, minimum=1),
             delivery_per_key=number("CONNECTOR_DELIVERY_PER_KEY", 16, minimum=1),
+            max_requests_in_flight_per_key=number("CONNECTOR_MAX_REQUESTS_IN_FLIGHT_PER_KEY", 4, minimum=1),
             hook_disable_after=number("CONNECTOR_HOOK_DISABLE_AFTER_DAYS", 5.0, kind=float, minimum=0.01) * DAY,
             retention=retention,
             poll_subscription_ttl=number("CONNECTOR_POLL_SUBSCRIPTION_TTL_DAYS", 30.0, kind=float,

@@ -29,6 +29,7 @@ VARIABLES = {
     "upstream_deadline": "CONNECTOR_UPSTREAM_DEADLINE", "max_hooks_per_key": "CONNECTOR_MAX_HOOKS_PER_KEY",
     "max_handles_per_key": "CONNECTOR_MAX_HANDLES_PER_KEY", "delivery_timeout": "CONNECTOR_DELIVERY_TIMEOUT",
     "delivery_per_host": "CONNECTOR_DELIVERY_PER_HOST", "delivery_per_key": "CONNECTOR_DELIVERY_PER_KEY",
+    "max_requests_in_flight_per_key": "CONNECTOR_MAX_REQUESTS_IN_FLIGHT_PER_KEY",
     "hook_disable_after": "CONNECTOR_HOOK_DISABLE_AFTER_DAYS", "retention": "CONNECTOR_RETENTION_DAYS",
     "poll_subscription_ttl": "CONNECTOR_POLL_SUBSCRIPTION_TTL_DAYS", "manifests_dir": "CONNECTOR_MANIFESTS_DIR",
     "log_level": "CONNECTOR_LOG_LEVEL", "provider_key": "CONNECTOR_PROVIDER_KEY",
