@@ -16,6 +16,7 @@ from werkzeug.routing import BaseConverter
 from ..errors import (INVALID_JSON, INVALID_KEY, KEY_HEADERS, PROVIDER_KEY_NEEDED, UPSTREAM_RATE_LIMITED,
                       BadRequest, ConnectorError, RateLimited, Unauthorized, UpstreamError, redact)
 from ..manifests import Manifest
+from ..providers import PROVIDERS
 from ..services import Services
 from ..store.keys import Caller
 from ..trigger.crypto import NO_SECRET_KEY
@@ -23,8 +24,6 @@ from ..trigger.crypto import NO_SECRET_KEY
 log = logging.getLogger("connector")
 
 REQUEST_SOURCES = ("MAKE_DOT_COM", "ZAPIER", "API")
-# How a provider key is written where it is not one string (contract section 2).
-PROVIDER_KEY_FORMS = {"tiktok_research": "client_key:client_secret"}
 
 
 # Types orjson must hand to Flask's ``default`` so that answers read as they always did
@@ -205,7 +204,7 @@ def upstream_failure(manifest: Manifest, exc: UpstreamError, handle: str | None,
         message += " " + UPSTREAM_RATE_LIMITED.format(provider=provider, seconds=seconds)
     elif (exc.kind == "not_configured" and (request.headers.get("X-Provider") or "").strip()
           and not (request.headers.get("X-Provider-Key") or "").strip()):
-        form = PROVIDER_KEY_FORMS.get(provider)
+        form = PROVIDERS[provider].credential_form if provider in PROVIDERS else None
         message += " " + PROVIDER_KEY_NEEDED.format(provider=provider, form=f" ({form})" if form else "")
     exc.message = message      # its status and Retry-After come from its kind at the edge
     return exc

@@ -40,7 +40,7 @@ from gunicorn.app.base import BaseApplication
 
 from .. import metrics
 from ..app import create_app
-from ..config import ConfigError
+from ..config import ConfigError, credential_words, either
 from ..manifests import ManifestError
 from ..services import instance_path
 from ..store.migrate import SchemaError
@@ -163,6 +163,7 @@ def serve(demo, host, port, workers, threads):
         overrides = {"provider": "demo", "allow_private_targets": True}
         if not (os.environ.get("CONNECTOR_POLL_INTERVAL") or "").strip():
             overrides["poll_interval"] = DEMO_POLL_INTERVAL
+            overrides["poll_min_interval"] = min(settings.poll_min_interval, DEMO_POLL_INTERVAL)
         settings = settings.replace(**overrides)
     check_port_free(host, port)
     folder = Path(os.environ.get(metrics.MULTIPROC_ENV) or instance_path() / "metrics" / str(port))
@@ -178,8 +179,7 @@ def serve(demo, host, port, workers, threads):
     svc = app.extensions["connector"]
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     if settings.default_provider is None:
-        click.echo("No provider is configured: set DUMPLING_API_KEY, SOCIALFETCH_API_KEY or "
-                   "TIKTOK_CLIENT_KEY/TIKTOK_CLIENT_SECRET, or run with --demo.", err=True)
+        click.echo(f"No provider is configured: set {either(credential_words('/'))}, or run with --demo.", err=True)
     click.echo(f"Serving on http://{host}:{port} with provider {settings.default_provider or '(none)'}"
                + (f"; the worker polls every {settings.poll_interval} s" if demo else ""))
     if demo:
@@ -200,6 +200,7 @@ def serve(demo, host, port, workers, threads):
     if demo:
         poller_env = dict(os.environ, CONNECTOR_PROVIDER="demo", CONNECTOR_ALLOW_PRIVATE_TARGETS="1",
                           CONNECTOR_POLL_INTERVAL=str(settings.poll_interval),
+                          CONNECTOR_POLL_MIN_INTERVAL=str(settings.poll_min_interval),
                           CONNECTOR_DATABASE_URL=database_url(settings))
     ctl = control_socket(port)
     state: dict = {}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from ..config import PROVIDER_NAMES
+from ..providers import PROVIDERS
+
+PROVIDER_NAMES = tuple(PROVIDERS)   # the registry's, for the X-Provider choices
 
 __all__ = ["PROVIDER_NAMES", "as_data", "dump_json", "platform_type", "flat_key",
            "user_inputs", "example_value"]

@@ -175,6 +175,9 @@ HOOK_SCHEMA = {
         "secret": {"type": "string", "description": "Standard Webhooks signing secret (whsec_...); shown on creation only."},
         "status": {"type": "string"}, "provider": {"type": ["string", "null"]},
         "lastPollAt": {"type": ["string", "null"]}, "nextPollAt": {"type": ["string", "null"]},
+        "pollIntervalSeconds": {"type": ["number", "null"],
+                                "description": "Seconds between this hook's watch's polls, as its schedule chose "
+                                               "at the last poll (CONNECTOR_POLL_POLICY)."},
         "lastError": {"type": ["string", "null"]}, "creditsSpent": {"type": ["integer", "null"]},
         "statusReason": {"type": ["string", "null"],
                          "description": "Why the hook is disabled or paused, and how to resume it."},

@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from .billing import Tab, settle
 from .events import dumps, event_payload
 from .leases import LeaseLost
+from .schedule import Observation, Policy, dump_state, plan, rate_per_day
 from .tables import deliveries, events, inbox, seen_followers, subscriptions, watches
 
 log = logging.getLogger("connector.trigger")
@@ -124,7 +125,8 @@ _CLOSE_POLL = watches.update().where(
     lease_expires_at=None, credits_spent=watches.c.credits_spent + sa.bindparam("spent"),
     pages_read=watches.c.pages_read + sa.bindparam("pages"), status=sa.bindparam("status"),
     last_error=sa.bindparam("last_error"), last_error_kind=sa.bindparam("last_error_kind"),
-    resume_cursor=sa.bindparam("resume_cursor"))
+    resume_cursor=sa.bindparam("resume_cursor"), poll_interval=sa.bindparam("interval"),
+    rate_per_day=sa.bindparam("rate"), schedule_state=sa.bindparam("schedule"))
 _SUBSCRIPTIONS = (sa.select(subscriptions).where(subscriptions.c.watch_id == sa.bindparam("wid"))
                   .order_by(subscriptions.c.created_at, subscriptions.c.id))
 # On PostgreSQL a concurrent DELETE waits for the commit instead of breaking it.
@@ -137,19 +139,24 @@ def _subscriptions_for_update(conn, dialect: str, wid: str):
 
 
 def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: list[Found], *, now: float,
-                pages: int = 0, backlog: bool = False, subscriber: str | None = None) -> int:
+                pages: int = 0, backlog: bool = False, subscriber: str | None = None,
+                observation: Observation | None = None) -> int:
     """The poll's one transaction; returns how many events were new.
 
-    Raises :class:`LeaseLost` without the lease. On any failure everything ``tab`` holds
+    The next poll is the schedule's (:func:`.schedule.plan`) from ``observation``, what
+    the poll saw (None: it read nothing); a backlog is read again at once. Raises :class:`LeaseLost` without the lease. On any failure everything ``tab`` holds
     is refunded before the exception goes on. ``subscriber``: the key a catch-up read was
     made for (it has no subscription yet, and keeps what it paid).
     """
     wid, dialect = watch["id"], svc.store.dialect
-    next_poll = now if backlog else now + svc.settings.poll_interval
+    schedule = plan(watch.get("schedule_state"), observation, now, Policy.from_settings(svc.settings))
+    next_poll = now if backlog else schedule.next_poll_at
     try:
         with svc.store.write() as conn:
             result = conn.execute(_CLOSE_POLL, {
                 "wid": wid, "owner": owner, "now": now, "next_poll": next_poll, "spent": tab.total, "pages": pages,
+                "interval": schedule.interval, "rate": rate_per_day(schedule.state),
+                "schedule": dump_state(schedule.state),
                 **{name: values.get(name, watch[name]) for name in _KEPT}})
             if result.rowcount != 1:
                 raise LeaseLost(wid)

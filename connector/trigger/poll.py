@@ -27,6 +27,7 @@ from .crypto import decrypt_credentials
 from .detect import LoopDetected, Walk, keyed, walk
 from .leases import LeaseLost, claim_watch, new_owner, release_watch, renew_lease
 from .outbox import Found, commit_poll
+from .schedule import Observation
 from .tables import seen_followers, subscriptions, watches
 from .watches import dump_gaps, load_gaps, trigger_manifest
 
@@ -97,6 +98,7 @@ class _Poll:
         self.sharers: frozenset = frozenset()
         self.eligible = None                        # keys that may pay the walk under way (a gap's)
         self.key_since: dict[str, float] = {}      # key id -> its earliest subscription on the watch
+        self.followed_at: dict[str, float] = {}    # follower key -> follow time, where the provider tells it
 
     def load(self, prepared: "Prepared | None" = None) -> bool:
         if prepared is None:
@@ -132,7 +134,17 @@ class _Poll:
         self.page_payers.append(payers | self.sharers)
         if len(self.page_payers) == 1:
             self.first_page = keyed(page.records)
+        times = page.meta.get("followed_at")
+        if times:   # (for the schedule: which hour each follower came in)
+            self.followed_at.update((key, t) for (key, _), t in zip(keyed(page.records), times))
         return page
+
+    def observation(self, found: list, top: Walk, backlog: bool) -> Observation:
+        """What this poll tells the schedule (:mod:`.schedule`)."""
+        times = [self.followed_at.get(item.key) for item in found] if self.followed_at else None
+        return Observation(since=self.watch["last_poll_at"], found=len(found),
+                           times=None if times is None or None in times else times,
+                           full_page=top.pages > 1 or not top.finished, backlog=backlog)
 
     def gap_payers(self, since: float | None):
         """The keys that may pay for (and receive) a gap opened at ``since``."""
@@ -148,9 +160,11 @@ class _Poll:
                 return set(conn.exec_driver_sql(_SEEN_PG, (self.wid, keys)).scalars())
             return set(conn.execute(_SEEN, {"wid": self.wid, "keys": keys}).scalars())
 
-    def commit(self, values: dict, found: list[Found], *, pages: int = 0, backlog: bool = False) -> int:
+    def commit(self, values: dict, found: list[Found], *, pages: int = 0, backlog: bool = False,
+               observation: Observation | None = None) -> int:
         return commit_poll(self.svc, self.watch, self.owner, self.tab, values, found, now=self.now, pages=pages,
-                           backlog=backlog, subscriber=self.subscriber.id if self.subscriber else None)
+                           backlog=backlog, subscriber=self.subscriber.id if self.subscriber else None,
+                           observation=observation)
 
     def fail(self, kind: str | None, message: str, status: str, clear_gaps: bool = False) -> PollResult:
         """Record a failed poll. What it read is dropped, so what it charged is refunded."""
@@ -257,8 +271,10 @@ def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
     values = {"status": status, "last_error": None, "last_error_kind": None, "resume_cursor": dump_gaps(new_gaps)}
     if status == "paused_credits":
         values["last_error"] = NOBODY_PAYS
+    observation = poll.observation(found, top, bool(new_gaps)) if pages else None
     try:
-        inserted = poll.commit(values, list(reversed(found)), pages=pages, backlog=bool(new_gaps))
+        inserted = poll.commit(values, list(reversed(found)), pages=pages, backlog=bool(new_gaps),
+                               observation=observation)
     except LeaseLost:
         return poll.lost()
     return poll.result(status, new_events=inserted, pages=pages, first_page=poll.first_page)

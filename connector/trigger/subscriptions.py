@@ -183,7 +183,8 @@ def _hook_view(sub, watch, attempts=None, pending: int | None = None) -> dict:
     view = {"id": sub["id"], "event": sub["event"], "handle": watch["handle"], "targetUrl": sub["target_url"],
             "createdAt": iso(sub["created_at"]), "status": status, "statusReason": sub["status_reason"],
             "provider": watch["provider"], "lastPollAt": iso(watch["last_poll_at"]),
-            "nextPollAt": iso(watch["next_poll_at"]), "lastError": watch["last_error"] or sub["last_error"],
+            "nextPollAt": iso(watch["next_poll_at"]), "pollIntervalSeconds": watch.get("poll_interval"),
+            "lastError": watch["last_error"] or sub["last_error"],
             "lastDeliveryError": sub["last_error"], "failingSince": iso(sub["failing_since"]),
             "creditsSpent": sub["credits_spent"]}
     if attempts is not None:
@@ -198,12 +199,14 @@ def list_hooks(svc, caller: Caller) -> list[dict]:
     with svc.store.connect() as conn:
         rows = conn.execute(
             sa.select(subscriptions, watches.c.handle, watches.c.provider, watches.c.status.label("w_status"),
-                      watches.c.last_poll_at, watches.c.next_poll_at, watches.c.last_error.label("w_error"))
+                      watches.c.last_poll_at, watches.c.next_poll_at, watches.c.poll_interval,
+                      watches.c.last_error.label("w_error"))
             .join(watches, watches.c.id == subscriptions.c.watch_id)
             .where(subscriptions.c.key_id == caller.id, subscriptions.c.kind == "hook")
             .order_by(subscriptions.c.created_at)).mappings().all()
     return [_hook_view(row, {"handle": row["handle"], "provider": row["provider"], "status": row["w_status"],
                              "last_poll_at": row["last_poll_at"], "next_poll_at": row["next_poll_at"],
+                             "poll_interval": row["poll_interval"],
                              "last_error": row["w_error"]}) for row in rows]
 
 

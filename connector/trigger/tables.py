@@ -39,6 +39,11 @@ watches = sa.Table(
     sa.Column("credits_spent", sa.BigInteger, nullable=False, default=0),
     sa.Column("pages_read", sa.BigInteger, nullable=False, default=0),
     sa.Column("created_at", sa.Float, nullable=False),
+    # The adaptive schedule (connector/trigger/schedule.py): the interval chosen at the last
+    # poll, the estimated followers a day, the estimator's state (JSON).
+    sa.Column("poll_interval", sa.Float, nullable=True),
+    sa.Column("rate_per_day", sa.Float, nullable=True),
+    sa.Column("schedule_state", sa.Text, nullable=True),
     sa.UniqueConstraint("provider", "cred_hash", "handle", name="uq_watches_target"),
     sa.Index("ix_watches_due", "next_poll_at"),
 )

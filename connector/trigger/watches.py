@@ -94,7 +94,8 @@ def create_watch(svc, provider_name: str, credentials: str | None, handle: str, 
         created = conn.execute(insert_ignore(svc.store.dialect, watches, {
             "id": wid, "provider": provider_name, "cred_hash": cred_hash, "credentials_enc": encrypted,
             "handle": handle, "status": "active", "last_poll_at": now,
-            "next_poll_at": now + svc.settings.poll_interval, "credits_spent": cost, "pages_read": 1,
+            "next_poll_at": now + svc.settings.poll_interval, "poll_interval": svc.settings.poll_interval,
+            "credits_spent": cost, "pages_read": 1,
             "created_at": now}).returning(watches.c.id)).first() is not None
         if created:
             store_events(conn, svc.store.dialect, wid, handle, provider_name, list(reversed(first_page)),
