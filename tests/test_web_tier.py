@@ -45,7 +45,9 @@ def _created_key(env: dict, *args: str) -> str:
 def test_two_workers_answer_32_concurrent_first_requests_without_a_5xx(database_url, tmp_path):
     """Each fresh start: both workers' first requests at once. The app is built before gunicorn
     forks; a connection the parent opened must never be used by two processes."""
-    env = clean_env(database_url, CONNECTOR_PROVIDER="demo", PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "m"))
+    # (one key sends all 32: its in-flight cap, tested below, is raised out of the way)
+    env = clean_env(database_url, CONNECTOR_PROVIDER="demo", PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "m"),
+                    CONNECTOR_MAX_REQUESTS_IN_FLIGHT_PER_KEY="64")
     key = _created_key(env, "--rate-limit", "100000")
     for start in range(3):
         port = free_port()
