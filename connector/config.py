@@ -371,6 +371,8 @@ class Settings:
         "webhook attempts at once to one receiver host, per worker", Whole(1))
     delivery_per_key: int = setting("CONNECTOR_DELIVERY_PER_KEY", 16,
         "webhook attempts at once for one key's hooks, per worker", Whole(1))
+    max_requests_in_flight_per_key: int = setting("CONNECTOR_MAX_REQUESTS_IN_FLIGHT_PER_KEY", 4,
+        "one key's requests answered at once, per web process (over it: 429)", Whole(1))
     hook_disable_after: float = setting("CONNECTOR_HOOK_DISABLE_AFTER_DAYS", 5 * DAY,
         "a hook failing this long without a success is disabled", Days(0.01))
     retention: float | None = setting("CONNECTOR_RETENTION_DAYS", None,

@@ -13,6 +13,10 @@ without taking polls or deliveries with them, and polling never competes with re
 for one interpreter lock. It dies with the server: ``on_exit`` stops it, and the kernel
 sends it SIGTERM if the server is killed outright (``PR_SET_PDEATHSIG``).
 
+The app is built here, before gunicorn forks its workers, so that a bad setting or manifest
+stops the command with a message; its database pool is emptied before the fork and each
+worker opens its own connections (never one shared between processes).
+
 Every run: the port comes from ``--port``, else ``PORT`` (as the Procfile's), else 8000, and
 a port already taken is a plain error; gunicorn's control socket lives in the instance
 folder, one per port, not in a home folder that two services would share; metrics of all
@@ -230,6 +234,9 @@ def serve(demo, host, port, workers, threads):
     def child_exit(_server, worker):
         metrics.mark_dead(worker.pid)
 
+    def post_fork(_server, _worker):
+        svc.store.dispose(close=False)   # a worker opens its own connections (see connector.store)
+
     class Server(BaseApplication):
         def load_config(self):
             self.cfg.set("bind", f"{host}:{port}")
@@ -241,6 +248,7 @@ def serve(demo, host, port, workers, threads):
             self.cfg.set("when_ready", when_ready)
             self.cfg.set("on_exit", on_exit)
             self.cfg.set("child_exit", child_exit)
+            self.cfg.set("post_fork", post_fork)
             if "control_socket" in self.cfg.settings:    # gunicorn 24+
                 if ctl is None:
                     self.cfg.set("control_socket_disable", True)
@@ -250,4 +258,5 @@ def serve(demo, host, port, workers, threads):
         def load(self):
             return app
 
+    svc.store.dispose()   # the workers are forked from here: none of them inherits a connection
     Server().run()

@@ -92,6 +92,11 @@ def connector_error(exc: ConnectorError):
                  else "Request refused", message=exc.message)
 
 
+@bp.errorhandler(FormProblem)
+def form_problem(exc: FormProblem):
+    return _page("console/error.html", 400, title="Request refused", message=str(exc))
+
+
 @bp.errorhandler(HTTPException)
 def http_error(exc: HTTPException):
     message = exc.description or exc.name
@@ -217,6 +222,8 @@ def _text(name: str) -> str:
     value = request.values.get(name, "")
     if len(value) > MAX_FIELD:
         raise FormProblem(f"'{name}' is too long ({len(value)} characters; at most {MAX_FIELD}).")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise FormProblem(f"'{name}' must not contain control characters.")
     return value.strip()
 
 
