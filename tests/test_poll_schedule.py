@@ -189,3 +189,57 @@ def test_the_schedule_survives_a_restart(two_watches, world):  # noqa: F811
     busy = http.get(f"/api/v1/hooks/{hooks[HANDLE]}").json()
     assert quiet["pollIntervalSeconds"] == 1800          # not back to the cold start's 300
     assert busy["pollIntervalSeconds"] < 300
+
+
+# -- a real `connector poll` process against the fake upstream ------------------------------
+
+def test_connector_poll_reads_a_busy_account_more_often_than_a_quiet_one(world, dumpling, serve, tmp_path):  # noqa: F811
+    """Seconds instead of minutes (CONNECTOR_POLL_INTERVAL 2, bounds 1-16): the quiet watch
+    drifts to 16 s between polls while the busy one, gaining ten followers a second, is read
+    every second or two; the hook view shows both, and the upstream saw the difference."""
+    import threading
+    import time
+
+    from tests.test_trigger_worker import log_of, start_worker, worker_env
+
+    world.add_account(QUIET, followers=40)
+    url = f"sqlite:///{tmp_path / 'poll.db'}"
+    live = serve(trigger_settings(dumpling, url, poll_interval=2))
+    raw, _ = live.services.keys.create(name="sched")
+    http = live.client(raw)
+    hooks = {}
+    for handle in (HANDLE, QUIET):
+        r = http.post("/api/v1/hooks", json={"event": "new_follower", "handle": handle,
+                                             "targetUrl": "http://127.0.0.1:9/hook"})
+        hooks[handle] = r.json()["id"]
+    stop = threading.Event()
+
+    def gain():
+        while not stop.wait(0.1):
+            world.add_followers(HANDLE, 1)
+
+    feeder = threading.Thread(target=gain, daemon=True)
+    feeder.start()
+    worker = start_worker(worker_env(dumpling, url, tmp_path, CONNECTOR_POLL_INTERVAL="2",
+                                     CONNECTOR_POLL_MIN_INTERVAL="1", CONNECTOR_POLL_MAX_INTERVAL="16",
+                                     CONNECTOR_POLL_LEASE_SECONDS="30"))
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            views = {h: http.get(f"/api/v1/hooks/{hooks[h]}").json() for h in hooks}
+            if views[QUIET]["pollIntervalSeconds"] == 16:
+                break
+            assert worker.poll() is None, log_of(worker)
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"the quiet watch never drifted to 16 s: {views}; {log_of(worker)}")
+        assert views[HANDLE]["pollIntervalSeconds"] <= 2
+        assert views[HANDLE]["nextPollAt"] is not None
+        reads = {h: sum(1 for r in dumpling.requests if r.endpoint == "followers"
+                        and (r.json or {}).get("handle", "").lstrip("@").lower() == h) for h in hooks}
+        assert reads[HANDLE] > 2 * reads[QUIET], reads
+    finally:
+        stop.set()
+        worker.terminate()
+        worker.wait(15)
+        http.close()
