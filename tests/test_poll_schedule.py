@@ -121,6 +121,7 @@ def test_the_bounds_come_from_the_settings():
 # -- the real worker, a real database, a moved clock --------------------------------------
 
 QUIET = "quiet_account"
+ADMIN = "operator-secret-0123456789"
 
 
 @pytest.fixture
@@ -128,7 +129,7 @@ def two_watches(world, dumpling, database_url, serve):  # noqa: F811
     """The service with a hook on a busy account (HANDLE) and one on a quiet one."""
     world.add_account(QUIET, followers=40)
     clock = ManualClock(START)
-    settings = trigger_settings(dumpling, database_url, poll_interval=300, clock=clock)
+    settings = trigger_settings(dumpling, database_url, poll_interval=300, clock=clock, admin_key=ADMIN)
     live = serve(settings)
     raw, _ = live.services.keys.create(name="sched")
     http = live.client(raw)
@@ -172,6 +173,33 @@ def test_the_worker_polls_a_busy_watch_more_often_than_a_quiet_one_and_shows_it(
     due = datetime.fromisoformat(quiet["nextPollAt"].replace("Z", "+00:00")).timestamp()
     last = datetime.fromisoformat(quiet["lastPollAt"].replace("Z", "+00:00")).timestamp()
     assert due - last == pytest.approx(1800, abs=1)
+
+
+def test_the_console_and_metrics_show_intervals_and_what_fixed_would_spend(two_watches, world):  # noqa: F811
+    import re
+
+    from tests.test_console import sign_in, text
+
+    live, http, hooks, clock, _ = two_watches
+    advance(live, world, clock, START + 3 * 3600)
+    client = live.app.test_client()
+    sign_in(client, ADMIN)
+    page = text(client.get("/console/watches"))
+    assert "Interval" in page and "1,800 s" in page and "Followers a day (est.)" in page
+    quiet_row = page[page.index(f"@{QUIET}"):].split("</tr>")[0]
+    assert "1,800 s" in quiet_row
+    busy_row = page[page.index(f"@{HANDLE}"):].split("</tr>")[0]
+    assert "14,400" in busy_row or "14," in busy_row     # ~600 an hour: about 14,400 a day
+    overview = text(client.get("/console/"))
+    assert "Polls a day at the current intervals" in overview and "of a fixed 300 s" in overview
+    metrics = http.get(live.url + "/metrics").text
+    current = float(re.search(r'connector_watch_polls_per_day\{policy="current"\} (\S+)', metrics).group(1))
+    fixed = float(re.search(r'connector_watch_polls_per_day\{policy="fixed"\} (\S+)', metrics).group(1))
+    assert fixed == 2 * 288
+    busy = http.get(f"/api/v1/hooks/{hooks[HANDLE]}").json()["pollIntervalSeconds"]
+    assert current == pytest.approx(86400 / busy + 86400 / 1800)
+    followers = float(re.search(r"^connector_watch_followers_per_day (\S+)", metrics, re.M).group(1))
+    assert 10_000 < followers < 20_000
 
 
 def test_the_schedule_survives_a_restart(two_watches, world):  # noqa: F811
