@@ -53,8 +53,8 @@ def gate():
     svc = services()
     g.now = svc.clock()
     g.csrf = None
-    if not svc.settings.admin_key:
-        return _page("console/off.html", 404)
+    if not svc.settings.admin_key:   # the stylesheet still loads, so the page saying so is styled
+        return None if request.endpoint == "console.static" else _page("console/off.html", 404)
     g.gate = Gate(svc.settings.admin_key, svc.clock)
     if request.endpoint in ("console.static", "console.login", "console.login_form"):
         return None
@@ -91,6 +91,11 @@ def headers(response):
 def connector_error(exc: ConnectorError):
     return _page("console/error.html", status_of(exc), title="Not found" if isinstance(exc, NotFoundError)
                  else "Request refused", message=exc.message)
+
+
+@bp.errorhandler(FormProblem)
+def form_problem(exc: FormProblem):
+    return _page("console/error.html", 400, title="Request refused", message=str(exc))
 
 
 @bp.errorhandler(HTTPException)
@@ -218,6 +223,8 @@ def _text(name: str) -> str:
     value = request.values.get(name, "")
     if len(value) > MAX_FIELD:
         raise FormProblem(f"'{name}' is too long ({len(value)} characters; at most {MAX_FIELD}).")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise FormProblem(f"'{name}' must not contain control characters.")
     return value.strip()
 
 
