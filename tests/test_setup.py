@@ -111,7 +111,7 @@ def test_check_a_provider_without_credentials_says_what_to_set(env):
     assert result.returncode == 1 and "dumpling: no credentials; set DUMPLING_API_KEY." in result.stdout
 
 
-def test_check_finds_a_running_serve_demo_and_checks_what_it_uses(env):
+def test_check_finds_a_running_serve_demo_and_checks_what_it_uses(env, tmp_path):
     port = free_port()
     proc = subprocess.Popen([*CLI, "serve", "--demo", "--port", str(port)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -121,6 +121,9 @@ def test_check_finds_a_running_serve_demo_and_checks_what_it_uses(env):
         assert result.returncode == 0, result.stdout + result.stderr
         assert f"`connector serve --demo` is running (port {port}, pid {proc.pid})" in result.stdout
         assert "demo (default): answers" in result.stdout and "All good." in result.stdout
+        # On another database it is not what is configured there.
+        other = run(dict(env, CONNECTOR_DATABASE_URL=f"sqlite:///{tmp_path / 'other.db'}"), "check", "--no-providers")
+        assert other.returncode == 1 and "is running" not in other.stdout
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)

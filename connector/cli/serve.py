@@ -222,7 +222,7 @@ def serve(demo, host, port, workers, threads):
     state: dict = {}
 
     def when_ready(_server):
-        state["record"] = running.record(port, settings.default_provider)   # for `connector check`
+        state["record"] = running.record(port, settings.default_provider, database_url(settings))   # for `connector check`
         if poller_env is not None:
             state["poller"] = start_poller(poller_env)
 
