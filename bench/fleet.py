@@ -35,15 +35,19 @@ def generate(seed: int, watches: int = 300, days: float = 7, start: int = START)
             hour = ((start + t) / 3600) % 24
             if rng.random() * (1 + depth) < 1 + depth * math.cos(2 * math.pi * (hour - peak) / 24):
                 times.append(t)
+        burst = None
         if rng.random() < 0.1:
             length = rng.uniform(1, 3) * 3600
             at = rng.uniform(0.5 * DAY, horizon - length)
             size = int(rate * DAY * rng.uniform(5, 15))
+            burst = {"at": round(at), "hours": round(length / 3600, 2), "followers": size}
             scale = length / 3
             times.extend(at + min(rng.expovariate(1 / scale), length) for _ in range(size))
             times.sort()
         fleet.append({"handle": f"acct_{n:04d}", "initialFollowers": rng.randint(100, 3000),
-                      "followers": [round(x, 1) for x in times]})
+                      "followers": [round(x, 1) for x in times],
+                      # (what the generator drew; the simulator ignores it, bench/adaptive.py reads it)
+                      "truth": {"perDay": rate * DAY, "peakHour": peak, "depth": depth, "burst": burst}})
     return {"start": start, "days": days, "watches": fleet}
 
 

@@ -117,7 +117,7 @@ def create_app(test_config: Settings | dict | None = None) -> Flask:
         """Prometheus' text format; see :mod:`connector.metrics` for who may read it."""
         metrics.check_access(settings.metrics_token, request.headers.get("Authorization"), request.remote_addr,
                              metrics.proxied(request.headers))
-        return Response(metrics.scrape(svc.store, svc.clock), content_type=metrics.CONTENT_TYPE)
+        return Response(metrics.scrape(svc.store, svc.clock, svc.settings), content_type=metrics.CONTENT_TYPE)
 
     @app.errorhandler(ConnectorError)
     def connector_error(exc: ConnectorError):

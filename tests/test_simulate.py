@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 
 import pytest
 import sqlalchemy as sa
@@ -43,9 +44,10 @@ def settings_for(url: str, clock, **changes) -> Settings:
                     worker=WorkerSettings(page_budget=4, poll_threads=2), **changes)
 
 
-def through_the_worker(fleet, settings, clock, monkeypatch):
+def through_the_worker(fleet, settings, clock, monkeypatch, pollers: int = 1):
     """The real worker on a real database: one hook per watch, then ``poll_due_watches``
-    with the clock moved to each next due poll. Returns (pages read, events)."""
+    with the clock moved to each next due poll, by ``pollers`` pollers at once (each its own
+    services, as processes would be). Returns (pages read, events)."""
     reads = []
 
     class Logged(FleetProvider):
@@ -56,6 +58,7 @@ def through_the_worker(fleet, settings, clock, monkeypatch):
     monkeypatch.setattr(FleetProvider, "timelines", fleet.timelines())
     monkeypatch.setitem(PROVIDERS, "fleet", Logged)
     svc = build_services(settings)
+    others = [build_services(settings) for _ in range(pollers - 1)]
     try:
         raw, _ = svc.keys.create(name="sim")
         caller = svc.keys.authenticate(raw)
@@ -68,12 +71,19 @@ def through_the_worker(fleet, settings, clock, monkeypatch):
             if due >= fleet.end:
                 break
             clock.now = due
+            if others:
+                threads = [threading.Thread(target=poll_due_watches, args=(one,)) for one in others]
+                for thread in threads:
+                    thread.start()
             poll_due_watches(svc)
+            for thread in threads if others else ():
+                thread.join()
         with svc.store.connect() as conn:
             found = conn.execute(sa.select(events.c.follower_key, events.c.detected_at)
                                  .where(events.c.baseline.is_(False))).all()
     finally:
-        svc.close()
+        for one in (svc, *others):
+            one.close()
     return reads, found
 
 
@@ -102,6 +112,34 @@ def test_the_simulator_polls_and_detects_as_the_real_worker_does(policy, tmp_pat
         assert len(busy) == len(quiet)
     assert result["missed"] == 0 and result["duplicates"] == 0
     assert result["events"] == sum(len([t for t in w.new if t < fleet.end]) for w in fleet.watches)
+
+
+def test_two_pollers_on_postgresql_never_poll_one_watch_twice(tmp_path, monkeypatch):
+    """Two pollers at each moved-clock step, on PostgreSQL: together they read exactly the
+    pages the simulator reads (so no watch was polled twice in a cycle, none skipped), and
+    every follower fires once."""
+    from tests.conftest import PG_URL, _drop_pg_schema, _pg_schema_url
+    if not PG_URL:
+        pytest.skip("PostgreSQL tests need CONNECTOR_TEST_DATABASE_URL")
+    data = small_fleet()
+    data["watches"] += [{"handle": f"extra{i}", "initialFollowers": 5,
+                         "followers": [float(t) for t in range(30 * i, 21600, 200 + 60 * i)]} for i in range(12)]
+    fleet = load_fleet(json.dumps(data))
+    url, schema = _pg_schema_url(PG_URL)
+    try:
+        clock = ManualClock(START)
+        settings = settings_for(url, clock)
+        worker_reads, worker_events = through_the_worker(fleet, settings, clock, monkeypatch, pollers=2)
+    finally:
+        _drop_pg_schema(PG_URL, schema)
+    sim_reads: list = []
+    result = simulate(fleet, settings, "adaptive", log=sim_reads)
+    tops = [(h, t) for h, t, c in worker_reads if c is None]
+    assert len(tops) == len(set(tops))                         # no watch's top read twice at one time
+    assert sorted((h, t, str(c)) for h, t, c in worker_reads if t < fleet.end) == \
+        sorted((h, t, str(c)) for h, t, c in sim_reads if t < fleet.end)
+    assert len(worker_events) == len({k for k, _ in worker_events}) == \
+        sum(1 for w in result["_watches"].values() for at in w["detected"].values() if at < fleet.end)
 
 
 def connector(*args, **env):

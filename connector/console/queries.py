@@ -94,7 +94,8 @@ def watches_query(filters: Filters):
     return (sa.select(watches.c.id, watches.c.handle, watches.c.provider, watches.c.status,
                       watches.c.last_poll_at, watches.c.next_poll_at, watches.c.last_error,
                       watches.c.resume_cursor, watches.c.pages_read, watches.c.credits_spent,
-                      watches.c.lease_owner, watches.c.lease_expires_at)
+                      watches.c.lease_owner, watches.c.lease_expires_at, watches.c.poll_interval,
+                      watches.c.rate_per_day)
             .where(*_watch_filters(filters)).order_by(watches.c.next_poll_at, watches.c.id))
 
 

@@ -21,6 +21,7 @@ from ..handles import MAX_HANDLE_LENGTH, normalize_handle, profile_url
 from ..store.keys import Caller
 from ..trigger import replay as replays
 from ..trigger.events import iso
+from ..trigger.schedule_stats import fleet_schedule
 from ..trigger.subscriptions import set_hook_enabled
 from ..trigger.watches import trigger_manifest
 from . import queries
@@ -269,9 +270,11 @@ def overview():
     cost = trigger_manifest(svc.manifests).cost
     with svc.store.connect() as conn:
         summary = queries.overview(conn, svc.settings, now=g.now, cost=cost)
+        schedule = fleet_schedule(conn, svc.settings, now=g.now)
         newest = queries.hook_page(conn, queries.Filters(), now=g.now, size=5)
     return _page("console/overview.html", summary=summary, recent_hooks=newest.rows,
-                 static_keys=len(svc.keys.static), poll_interval=svc.settings.poll_interval)
+                 static_keys=len(svc.keys.static), poll_interval=svc.settings.poll_interval, schedule=schedule,
+                 settings=svc.settings)
 
 
 @bp.get("/watches")

@@ -45,6 +45,7 @@ class _Watch:
     seen: set = field(default_factory=set)
     detected: dict = field(default_factory=dict)   # follower key -> detection time
     duplicates: int = 0
+    reads: int = 0
 
 
 class _Replay:
@@ -58,6 +59,7 @@ class _Replay:
     def fetcher(self, w: _Watch):
         def fetch(cursor):
             self.requests += 1
+            w.reads += 1
             if self.log is not None:
                 self.log.append((w.handle, self.now, cursor))
             return self.provider.list_followers(w.handle, cursor=cursor)
@@ -162,7 +164,8 @@ def simulate(fleet: Fleet, settings: Settings, policy: str, *, log: list | None 
             worst = max(worst, _percentile(own, 0.95))
         delays.extend(own)
         duplicates += w.duplicates
-        per_watch[fw.handle] = {"events": len(own), "detected": w.detected}
+        per_watch[fw.handle] = {"events": len(own), "detected": w.detected, "reads": w.reads,
+                                "p95": _percentile(own, 0.95), "delays": sum(own)}
     delays.sort()
     return {"upstreamRequests": replay.requests, "events": len(delays), "missed": missed, "duplicates": duplicates,
             "delayMean": sum(delays) / len(delays) if delays else 0.0, "delayP50": _percentile(delays, 0.5),
