@@ -63,11 +63,13 @@ class _Metrics:
                                   "included) and their duration, by provider, operation and outcome (ok or the "
                                   "error kind)", ["provider", "operation", "outcome"], buckets=LATENCY_BUCKETS,
                                   registry=reg)
-        self.polls = Counter("connector_polls", "Polls of a watch, by where they ran (worker or request) and "
-                             "outcome (ok, the error kind, crashed)", ["where", "outcome"], registry=reg)
-        self.pages = Counter("connector_poll_pages", "Upstream pages read by polls", ["where"], registry=reg)
-        self.new_events = Counter("connector_new_events", "New follower events detected by polls", ["where"],
-                                  registry=reg)
+        self.polls = Counter("connector_polls", "Polls of a watch, by where they ran (worker or request), "
+                             "outcome (ok, the error kind, crashed) and the trigger whose read it is (new_follower "
+                             "for a watch of followers, ...)", ["where", "outcome", "event"], registry=reg)
+        self.pages = Counter("connector_poll_pages", "Upstream pages read by polls, by the trigger whose read it is",
+                             ["where", "event"], registry=reg)
+        self.new_events = Counter("connector_new_events", "New events detected by polls, by event",
+                                  ["where", "event"], registry=reg)
         self.deliveries = Counter("connector_deliveries", "Webhook delivery attempts by outcome (delivered, "
                                   "retry, failed, gone, disabled, skipped, error)", ["outcome"], registry=reg)
         self.lag = Histogram("connector_delivery_lag_seconds", "From an event's commit (its detection) to "
@@ -159,15 +161,16 @@ def timed_upstream(provider: str, operation: str, call):
 def poll_done(result, where: str) -> None:
     """One poll's result (None: the poll crashed)."""
     if result is None:
-        _m.child(_m.polls, where, "crashed").inc()
+        _m.child(_m.polls, where, "crashed", "unknown").inc()
         return
     error = getattr(result, "error", None)
-    _m.child(_m.polls, where, "ok" if error is None else error.kind).inc()
+    event = result.event or "unknown"
+    _m.child(_m.polls, where, "ok" if error is None else error.kind, event).inc()
     if result.pages:
-        _m.child(_m.pages, where).inc(result.pages)
-    if result.new_events:
-        _m.child(_m.new_events, where).inc(result.new_events)
-    credits_spent("new_follower", sum(result.charged.values()))
+        _m.child(_m.pages, where, event).inc(result.pages)
+    for name, count in result.events_by.items():
+        _m.child(_m.new_events, where, name).inc(count)
+    credits_spent(event, sum(result.charged.values()))
 
 
 def delivery_done(outcome: str) -> None:
@@ -214,8 +217,35 @@ class _Own:
         return _m.registry.collect()
 
 
-def scrape(store=None, clock=time.time) -> bytes:
-    """The text format: every process's counts (or this one's), plus the database's state."""
+class PollSchedule:
+    """Scrape-time state of the watches' schedules (``trigger/schedule_stats.py``)."""
+
+    def __init__(self, store, settings, clock=time.time):
+        self.store, self.settings, self.clock = store, settings, clock
+
+    def collect(self):
+        from .trigger.schedule_stats import fleet_schedule
+
+        try:
+            with self.store.connect() as conn:
+                fleet = fleet_schedule(conn, self.settings, now=self.clock())
+        except sa.exc.SQLAlchemyError:
+            return
+        polls = GaugeMetricFamily("connector_watch_polls_per_day", "Polls a day of the watches being polled, "
+                                  "at the intervals chosen now (policy=current) and at a fixed "
+                                  "CONNECTOR_POLL_INTERVAL (policy=fixed)", labels=["policy"])
+        polls.add_metric(["current"], fleet["polls_per_day"])
+        polls.add_metric(["fixed"], fleet["fixed_polls_per_day"])
+        yield polls
+        yield GaugeMetricFamily("connector_watches_polled", "Watches being polled (a subscription pays for them)",
+                                value=fleet["watches"])
+        yield GaugeMetricFamily("connector_watch_followers_per_day", "Estimated new followers a day over the "
+                                "watches being polled (the schedules' estimate)", value=fleet["followers_per_day"])
+
+
+def scrape(store=None, clock=time.time, settings=None) -> bytes:
+    """The text format: every process's counts (or this one's), plus the database's state
+    (the schedules' too, given the ``settings``)."""
     registry = CollectorRegistry()
     if multiprocess_dir() is not None:
         multiprocess.MultiProcessCollector(registry)
@@ -223,6 +253,8 @@ def scrape(store=None, clock=time.time) -> bytes:
         registry.register(_Own())
     if store is not None:
         registry.register(PendingDeliveries(store, clock))
+        if settings is not None:
+            registry.register(PollSchedule(store, settings, clock))
     return generate_latest(registry)
 
 
@@ -247,7 +279,7 @@ def proxied(headers) -> bool:
     return bool(headers.get("X-Forwarded-For") or headers.get("Forwarded") or headers.get("X-Real-IP"))
 
 
-def serve_in_thread(host: str, port: int, token: str | None, store=None):
+def serve_in_thread(host: str, port: int, token: str | None, store=None, settings=None):
     """``/metrics`` of this process on ``host:port`` (``connector poll --metrics-port``), on a
     daemon thread; returns the server (``shutdown()`` stops it). OSError when the port is taken."""
     class Quiet(WSGIRequestHandler):
@@ -276,7 +308,7 @@ def serve_in_thread(host: str, port: int, token: str | None, store=None):
             body, status, _ = answer(exc)
             return error(status, body["error"])
         start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
-        return [scrape(store)]
+        return [scrape(store, settings=settings)]
 
     server = make_server(host, port, app, server_class=WSGIServer, handler_class=Quiet)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5}, name="metrics",

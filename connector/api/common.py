@@ -11,10 +11,12 @@ import orjson
 from flask import current_app, g, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.routing import BaseConverter
 
 from ..errors import (INVALID_JSON, INVALID_KEY, KEY_HEADERS, PROVIDER_KEY_NEEDED, UPSTREAM_RATE_LIMITED,
                       BadRequest, ConnectorError, RateLimited, Unauthorized, UpstreamError, redact)
 from ..manifests import Manifest
+from ..providers import PROVIDERS
 from ..services import Services
 from ..store.keys import Caller
 from ..trigger.crypto import NO_SECRET_KEY
@@ -22,8 +24,6 @@ from ..trigger.crypto import NO_SECRET_KEY
 log = logging.getLogger("connector")
 
 REQUEST_SOURCES = ("MAKE_DOT_COM", "ZAPIER", "API")
-# How a provider key is written where it is not one string (contract section 2).
-PROVIDER_KEY_FORMS = {"tiktok_research": "client_key:client_secret"}
 
 
 # Types orjson must hand to Flask's ``default`` so that answers read as they always did
@@ -68,6 +68,15 @@ class JSONProvider(DefaultJSONProvider):
         if (self.compact is None and self._app.debug) or self.compact is False:
             return super().response(obj)
         return self._app.response_class(self._dump(obj) + b"\n", mimetype=self.mimetype)
+
+
+class IdConverter(BaseConverter):
+    """What ``<name>`` matches in every route of this app (it replaces werkzeug's default): an id
+    as this service makes them (``hook_…``, ``w_…``) or a handle. Anything else (NUL and control
+    bytes, non-ASCII, ``/``, overlong) matches no route, so it is a 404 before any view or query
+    sees it. A route that needs more says so (``<path:…>``)."""
+
+    regex = r"[A-Za-z0-9_.\-]{1,64}"
 
 
 def services() -> Services:
@@ -115,6 +124,9 @@ def authenticate() -> Caller:
         # An unknown or revoked key gets the seed's words alone; a request whose key could
         # not be found is also told how to send it.
         raise Unauthorized() if key else Unauthorized(f"{INVALID_KEY} {_how_to_send_key()}")
+    if "inflight_key" not in g:   # a request holds one slot however often it authenticates
+        current_app.extensions["connector.inflight"].enter(caller.id)
+        g.inflight_key = caller.id   # given back by the app's teardown (app.py)
     g.caller = caller
     return caller
 
@@ -192,7 +204,7 @@ def upstream_failure(manifest: Manifest, exc: UpstreamError, handle: str | None,
         message += " " + UPSTREAM_RATE_LIMITED.format(provider=provider, seconds=seconds)
     elif (exc.kind == "not_configured" and (request.headers.get("X-Provider") or "").strip()
           and not (request.headers.get("X-Provider-Key") or "").strip()):
-        form = PROVIDER_KEY_FORMS.get(provider)
+        form = PROVIDERS[provider].credential_form if provider in PROVIDERS else None
         message += " " + PROVIDER_KEY_NEEDED.format(provider=provider, form=f" ({form})" if form else "")
     exc.message = message      # its status and Retry-After come from its kind at the edge
     return exc

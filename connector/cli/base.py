@@ -7,8 +7,9 @@ import logging
 
 import click
 
-from ..config import ConfigError, Settings
+from ..config import ConfigError, Settings, credential_words, either
 from ..errors import PROVIDER_KEY_OPTION, PROVIDER_OPTION, ConnectorError, worded
+from ..providers import PROVIDERS
 from ..services import default_database_url
 from ..store import Store
 from ..store.keys import KeyStore
@@ -18,28 +19,39 @@ from ..store.migrate import SchemaError
 # The CLI's words for the caller's provider choice (the HTTP edge says X-Provider headers).
 CLI_WORDS = {PROVIDER_OPTION: "--provider", PROVIDER_KEY_OPTION: "--provider-key"}
 
-# The variables that hold each provider's credentials, for messages that say what to set.
-PROVIDER_VARIABLES = {"dumpling": "DUMPLING_API_KEY", "socialfetch": "SOCIALFETCH_API_KEY",
-                      "tiktok_research": "TIKTOK_CLIENT_KEY and TIKTOK_CLIENT_SECRET"}
-NO_PROVIDER = ("No data provider is configured: set DUMPLING_API_KEY, SOCIALFETCH_API_KEY or TIKTOK_CLIENT_KEY "
-               "and TIKTOK_CLIENT_SECRET (or CONNECTOR_PROVIDER), or try the built-in demo provider with "
-               "--provider demo.")
 # Where the seed documents tell an API caller to contact support, the CLI's user is the
 # operator, who can act: these say what to do instead.
 OPERATOR_MESSAGES = {
-    "not_configured": NO_PROVIDER,
+    "not_configured": "No data provider is configured: set {all_variables} (or CONNECTOR_PROVIDER), or try the "
+                      "built-in demo provider with --provider demo.",
     "auth_failed": "The {provider} provider refused this server's credentials: check {variables}.",
 }
+
+
+def provider_variables(provider: str) -> str | None:
+    """The variables holding a provider's credentials (``TIKTOK_CLIENT_KEY and TIKTOK_CLIENT_SECRET``),
+    None for a provider without any."""
+    cls = PROVIDERS.get(provider)
+    if cls is None or not cls.needs_credentials():
+        return None
+    return " and ".join(s.env for s in cls.own_settings if s.credential)
+
+
+def no_provider() -> str:
+    """What to do when no provider has credentials, naming every provider's variables."""
+    return OPERATOR_MESSAGES["not_configured"].format(all_variables=either(credential_words()))
 
 
 def upstream_words(kind: str, provider: str | None, seed_message: str) -> str:
     """A provider failure as the CLI says it: the seed's words, or the operator's where the
     seed would send a user to support."""
+    if kind == "not_configured":
+        return no_provider()
     template = OPERATOR_MESSAGES.get(kind)
     if template is None:
         return worded(seed_message, CLI_WORDS)
     return template.format(provider=provider or "data",
-                           variables=PROVIDER_VARIABLES.get(provider or "", "its credentials"))
+                           variables=provider_variables(provider or "") or "its credentials")
 
 
 def version() -> str:

@@ -32,7 +32,7 @@ def poll_command(once, metrics_port, metrics_host):
         raise click.ClickException(str(exc)) from None
     if metrics_port is not None:
         try:
-            metrics.serve_in_thread(metrics_host, metrics_port, settings.metrics_token, svc.store)
+            metrics.serve_in_thread(metrics_host, metrics_port, settings.metrics_token, svc.store, settings)
         except OSError as exc:
             svc.close()
             raise click.ClickException(f"Cannot serve metrics on {metrics_host}:{metrics_port}: "
@@ -41,8 +41,12 @@ def poll_command(once, metrics_port, metrics_host):
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    click.echo(f"Polling every {settings.poll_interval}s per watch"
-               + (" (one pass)" if once else "; Ctrl-C stops"), err=True)
+    if settings.poll_policy == "fixed":
+        cadence = f"Polling every {settings.poll_interval}s per watch"
+    else:
+        cadence = (f"Polling every {settings.poll_interval}s per watch at first, then every "
+                   f"{settings.poll_min_interval}-{settings.poll_max_interval}s as each watch needs (adaptive)")
+    click.echo(cadence + (" (one pass)" if once else "; Ctrl-C stops"), err=True)
     try:
         run_worker(svc, once=once, stop=stop)
     finally:

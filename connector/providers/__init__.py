@@ -1,5 +1,9 @@
 """Providers: one module per upstream, chosen by name through ``PROVIDERS``.
 
+Each provider class describes itself (its settings, credentials, operations; see
+:mod:`.base`), so registering one is one line below. Order matters: the default provider is
+the first one, in this order, whose credentials are set.
+
 ``ProviderPool.get(name, credentials)`` returns a cached instance per (provider,
 credentials), so pooled connections and tokens are reused across requests and threads.
 """
@@ -20,12 +24,12 @@ from .dumpling import DumplingProvider
 from .socialfetch import SocialFetchProvider
 from .tiktok_research import TikTokResearchProvider
 
-PROVIDERS: dict[str, type[Provider]] = {
-    "dumpling": DumplingProvider,
-    "socialfetch": SocialFetchProvider,
-    "tiktok_research": TikTokResearchProvider,
-    "demo": DemoProvider,
-}
+PROVIDERS: dict[str, type[Provider]] = {provider.name: provider for provider in (
+    DumplingProvider,
+    SocialFetchProvider,
+    TikTokResearchProvider,
+    DemoProvider,
+)}
 
 __all__ = ["PROVIDERS", "Provider", "ProviderPool"]
 

@@ -6,6 +6,11 @@ nothing of Flask, Zapier or Make. Each manifest's ``operation`` is a method of e
 provider, taking the arguments its inputs name (``param``), or the provider lists it in
 ``unsupported`` with the reason; :mod:`.contract` checks that at start-up, and a caller who
 picks a provider for an operation it does not offer gets :class:`NotOffered` (400).
+
+A provider also describes itself: the settings it reads (``own_settings``: names, secret
+flags, base URL), which of them are its credentials, and what a caller's ``X-Provider-Key``
+holds for it (``credential_form``). The service, ``connector check`` and the settings table
+read these; a new provider is one module and one line in :mod:`connector.providers`.
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from .. import metrics
-from ..config import Settings
-from ..errors import InvalidCursor, NotOffered
+from ..config import Setting, Settings
+from ..errors import InvalidCursor, NotOffered, UpstreamError
 
 
 class Provider:
@@ -26,6 +31,29 @@ class Provider:
     # Upstream credits one list page costs, for walks' progress when a page does not say
     # (``Page.meta["creditsCharged"]``); None when the upstream sells no credits.
     page_credits: ClassVar[int | None] = None
+    # The settings this provider reads, each reached as ``settings.<attr>``; those marked
+    # ``credential`` must all be set for the operator's credentials to exist.
+    own_settings: ClassVar[tuple[Setting, ...]] = ()
+    # What a caller's X-Provider-Key holds when it is not one key, e.g. "client_key:client_secret".
+    credential_form: ClassVar[str | None] = None
+
+    @classmethod
+    def needs_credentials(cls) -> bool:
+        """Whether the provider needs credentials at all (the demo does not)."""
+        return any(s.credential for s in cls.own_settings)
+
+    @classmethod
+    def has_credentials(cls, settings: Settings) -> bool:
+        """Whether the operator set every credential this provider needs."""
+        return all(getattr(settings, s.attr) for s in cls.own_settings if s.credential)
+
+    @classmethod
+    def require_credentials(cls, settings: Settings) -> None:
+        """Refuse (``not_configured``) when the operator's credentials are not all set."""
+        missing = [s.env for s in cls.own_settings if s.credential and not getattr(settings, s.attr)]
+        if missing:
+            raise UpstreamError("not_configured", f"{'/'.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                                "not set", provider=cls.name)
 
     @classmethod
     def from_settings(cls, settings: Settings, credentials: str | None = None) -> "Provider":

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from ..config import Settings
+from ..config import URL, Setting, Settings
 from ..errors import UpstreamError, kind_for_status
 from ..records import Page, profile_record, user_records
 from .base import Provider
@@ -42,6 +42,10 @@ class DumplingProvider(Provider):
     name = "dumpling"
     cursor_form = "a number"
     page_credits = 1  # the seed: "This endpoint costs 1 credit per successful request"
+    own_settings = (
+        Setting("DUMPLING_API_KEY", help="Dumpling AI API key (`sk_…`)", secret=True, credential=True),
+        Setting("DUMPLING_BASE_URL", "https://app.dumplingai.com", "Dumpling AI base URL", URL()),
+    )
 
     def __init__(self, api_key: str, base_url: str, *, settings: Settings | None = None,
                  caller_key: bool = False, transport: httpx.BaseTransport | None = None):
@@ -52,9 +56,9 @@ class DumplingProvider(Provider):
 
     @classmethod
     def from_settings(cls, settings: Settings, credentials: str | None = None) -> "DumplingProvider":
+        if not credentials:
+            cls.require_credentials(settings)
         key = credentials or settings.dumpling_api_key
-        if not key:
-            raise UpstreamError("not_configured", "DUMPLING_API_KEY is not set", provider=cls.name)
         return cls(key, settings.dumpling_base_url, settings=settings, caller_key=bool(credentials))
 
     def accepts_cursor(self, cursor: Any) -> bool:

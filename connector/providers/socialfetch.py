@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ..config import Settings
+from ..config import URL, Setting, Settings
 from ..errors import UpstreamError, kind_for_status
 from ..records import Page, as_int, as_text, profile_record, user_record
 from .base import Provider
@@ -79,6 +79,10 @@ def _user(item: dict) -> dict:
 
 class SocialFetchProvider(Provider):
     name = "socialfetch"
+    own_settings = (
+        Setting("SOCIALFETCH_API_KEY", help="Social Fetch API key (`sfk_…`)", secret=True, credential=True),
+        Setting("SOCIALFETCH_BASE_URL", "https://api.socialfetch.dev", "Social Fetch base URL", URL()),
+    )
 
     def __init__(self, api_key: str, base_url: str, *, settings: Settings | None = None,
                  caller_key: bool = False, transport: httpx.BaseTransport | None = None):
@@ -89,9 +93,9 @@ class SocialFetchProvider(Provider):
 
     @classmethod
     def from_settings(cls, settings: Settings, credentials: str | None = None) -> "SocialFetchProvider":
+        if not credentials:
+            cls.require_credentials(settings)
         key = credentials or settings.socialfetch_api_key
-        if not key:
-            raise UpstreamError("not_configured", "SOCIALFETCH_API_KEY is not set", provider=cls.name)
         return cls(key, settings.socialfetch_base_url, settings=settings, caller_key=bool(credentials))
 
     def secrets(self) -> tuple[str, ...]:

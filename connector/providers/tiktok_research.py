@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import httpx
 
-from ..config import Settings
+from ..config import URL, Setting, Settings
 from ..errors import InvalidCursor, UpstreamError, kind_for_status
 from ..records import Page, as_int, as_text, follower_key, profile_record, user_record
 from .base import Provider
@@ -123,6 +123,12 @@ class TikTokResearchProvider(Provider):
     name = "tiktok_research"
     # Bare seconds are still read (decode_cursor) but no longer handed out, so not advertised.
     cursor_form = f"a string starting with {CURSOR_PREFIX}"
+    own_settings = (
+        Setting("TIKTOK_CLIENT_KEY", help="TikTok Research API client key", secret=True, credential=True),
+        Setting("TIKTOK_CLIENT_SECRET", help="TikTok Research API client secret", secret=True, credential=True),
+        Setting("TIKTOK_BASE_URL", "https://open.tiktokapis.com", "TikTok Research API base URL", URL()),
+    )
+    credential_form = "client_key:client_secret"
 
     def __init__(self, client_key: str, client_secret: str, base_url: str, *,
                  settings: Settings | None = None, caller_key: bool = False,
@@ -148,9 +154,7 @@ class TikTokResearchProvider(Provider):
                                     provider=cls.name)
             return cls(client_key.strip(), client_secret.strip(), settings.tiktok_base_url,
                        settings=settings, caller_key=True)
-        if not (settings.tiktok_client_key and settings.tiktok_client_secret):
-            raise UpstreamError("not_configured", "TIKTOK_CLIENT_KEY/TIKTOK_CLIENT_SECRET are not set",
-                                provider=cls.name)
+        cls.require_credentials(settings)
         return cls(settings.tiktok_client_key, settings.tiktok_client_secret, settings.tiktok_base_url,
                    settings=settings)
 

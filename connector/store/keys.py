@@ -118,6 +118,7 @@ class KeyStore:
         # key id -> [window, requests left in this process's lease, window count when leased]
         self._leases: dict[str, list[int]] = {}
         self._lease_lock = threading.Lock()
+        self._refills: dict[str, threading.Lock] = {}   # key id -> held while its lease is refilled
         self.static = {hash_key(k): Caller(id="static_" + hash_key(k)[:12], name="CONNECTOR_API_KEYS",
                                            credits=None, rate_limit=default_rate_limit, static=True)
                        for k in static_keys}
@@ -229,6 +230,23 @@ class KeyStore:
         t = clock()
         window = int(t // 60)
         reset_in = max(1, 60 - int(t % 60))
+        state = self._from_lease(caller, window, reset_in, action, request_source)
+        if state is not None:
+            return state
+        with self._lease_lock:
+            if len(self._refills) >= 10_000:   # bounded (a lock dropped here only costs an extra block)
+                self._refills.clear()
+            refill = self._refills.setdefault(caller.id, threading.Lock())
+        # One thread of this process refills a key's lease at a time; the others then spend
+        # from it (each taking a block of its own would over-count the key's minute).
+        with refill:
+            state = self._from_lease(caller, window, reset_in, action, request_source)
+            if state is not None:
+                return state
+            return self._refill(caller, window, reset_in, action, request_source)
+
+    def _from_lease(self, caller: Caller, window: int, reset_in: int, action: str,
+                    request_source: str) -> RateState | None:
         with self._lease_lock:
             lease = self._leases.get(caller.id)
             if lease is not None and lease[0] == window and lease[1] > 0:
@@ -236,6 +254,9 @@ class KeyStore:
                 self._count_usage(caller.id, action, request_source, requests=1)
                 return RateState(limit=caller.rate_limit, remaining=max(0, caller.rate_limit - lease[2] + lease[1]),
                                  reset_in=reset_in, allowed=True)
+        return None
+
+    def _refill(self, caller: Caller, window: int, reset_in: int, action: str, request_source: str) -> RateState:
         chunk = max(1, caller.rate_limit // 20)
         with self.store.write() as conn:
             count = conn.execute(

@@ -14,6 +14,7 @@ for it; new ones are shared with the subscriptions paid up at that moment.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,8 +28,9 @@ from .crypto import decrypt_credentials
 from .detect import LoopDetected, Walk, keyed, walk
 from .leases import LeaseLost, claim_watch, new_owner, release_watch, renew_lease
 from .outbox import Found, commit_poll
+from .schedule import Observation
 from .tables import seen_followers, subscriptions, watches
-from .watches import dump_gaps, load_gaps, trigger_manifest
+from .watches import dump_gaps, load_gaps, reader_manifest
 
 log = logging.getLogger("connector.trigger")
 
@@ -49,6 +51,8 @@ class PollResult:
     lease_lost: bool = False
     first_page: list = field(default_factory=list)   # [(key, record)] of the top page, newest first
     charged: dict = field(default_factory=dict)      # key id -> credits this poll kept
+    event: str | None = None                         # the trigger whose read it is (metrics name it)
+    events_by: dict = field(default_factory=dict)    # event name -> new events
 
     def refused(self, key_id: str) -> bool:
         """The key could pay nothing of this poll (its caller gets a 403)."""
@@ -89,14 +93,15 @@ class _Poll:
 
     def __init__(self, svc, wid: str, owner: str, subscriber: Caller | None):
         self.svc, self.wid, self.owner, self.subscriber = svc, wid, owner, subscriber
+        self.events_by: Counter = Counter()         # event name -> new events committed
         self.opts = svc.settings.worker
-        self.manifest = trigger_manifest(svc.manifests)
         self.now = svc.clock()
         self.page_payers: list[frozenset] = []     # who may receive each page read, in order
         self.first_page: list = []
         self.sharers: frozenset = frozenset()
         self.eligible = None                        # keys that may pay the walk under way (a gap's)
         self.key_since: dict[str, float] = {}      # key id -> its earliest subscription on the watch
+        self.followed_at: dict[str, float] = {}    # follower key -> follow time, where the provider tells it
 
     def load(self, prepared: "Prepared | None" = None) -> bool:
         if prepared is None:
@@ -105,6 +110,7 @@ class _Poll:
         if prepared is None:
             return False
         self.watch = prepared.watch
+        self.manifest = reader_manifest(self.svc.manifests, self.watch["operation"])
         paying = paying_subscriptions(prepared.subs, self.svc.settings, self.now)
         for sub in paying:
             since = self.key_since.get(sub["key_id"])
@@ -132,7 +138,17 @@ class _Poll:
         self.page_payers.append(payers | self.sharers)
         if len(self.page_payers) == 1:
             self.first_page = keyed(page.records)
+        times = page.meta.get("followed_at")
+        if times:   # (for the schedule: which hour each follower came in)
+            self.followed_at.update((key, t) for (key, _), t in zip(keyed(page.records), times))
         return page
+
+    def observation(self, found: list, top: Walk, backlog: bool) -> Observation:
+        """What this poll tells the schedule (:mod:`.schedule`)."""
+        times = [self.followed_at.get(item.key) for item in found] if self.followed_at else None
+        return Observation(since=self.watch["last_poll_at"], found=len(found),
+                           times=None if times is None or None in times else times,
+                           full_page=top.pages > 1 or not top.finished, backlog=backlog)
 
     def gap_payers(self, since: float | None):
         """The keys that may pay for (and receive) a gap opened at ``since``."""
@@ -148,9 +164,11 @@ class _Poll:
                 return set(conn.exec_driver_sql(_SEEN_PG, (self.wid, keys)).scalars())
             return set(conn.execute(_SEEN, {"wid": self.wid, "keys": keys}).scalars())
 
-    def commit(self, values: dict, found: list[Found], *, pages: int = 0, backlog: bool = False) -> int:
+    def commit(self, values: dict, found: list[Found], *, pages: int = 0, backlog: bool = False,
+               observation: Observation | None = None) -> int:
         return commit_poll(self.svc, self.watch, self.owner, self.tab, values, found, now=self.now, pages=pages,
-                           backlog=backlog, subscriber=self.subscriber.id if self.subscriber else None)
+                           backlog=backlog, subscriber=self.subscriber.id if self.subscriber else None,
+                           observation=observation, counts=self.events_by)
 
     def fail(self, kind: str | None, message: str, status: str, clear_gaps: bool = False) -> PollResult:
         """Record a failed poll. What it read is dropped, so what it charged is refunded."""
@@ -166,7 +184,8 @@ class _Poll:
 
     def result(self, status: str, **kwargs) -> PollResult:
         return PollResult(status=status, unpaid=self.tab.unpaid,
-                          charged={k: v for k, v in self.tab.charged.items() if v > 0}, **kwargs)
+                          charged={k: v for k, v in self.tab.charged.items() if v > 0},
+                          event=self.manifest.event, events_by=dict(self.events_by), **kwargs)
 
     def lost(self) -> PollResult:
         """The lease (or the watch) is gone: nothing is committed, so nothing is charged."""
@@ -257,8 +276,10 @@ def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
     values = {"status": status, "last_error": None, "last_error_kind": None, "resume_cursor": dump_gaps(new_gaps)}
     if status == "paused_credits":
         values["last_error"] = NOBODY_PAYS
+    observation = poll.observation(found, top, bool(new_gaps)) if pages else None
     try:
-        inserted = poll.commit(values, list(reversed(found)), pages=pages, backlog=bool(new_gaps))
+        inserted = poll.commit(values, list(reversed(found)), pages=pages, backlog=bool(new_gaps),
+                               observation=observation)
     except LeaseLost:
         return poll.lost()
     return poll.result(status, new_events=inserted, pages=pages, first_page=poll.first_page)
