@@ -10,14 +10,14 @@ started with ``CONNECTOR_SECRET_KEY`` encrypts them and empties it
 (:func:`connector.trigger.hook_secrets.seal_plain_secrets`), so upgrading needs no key.
 
 Revision ID: 0005
-Revises: 0007
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
