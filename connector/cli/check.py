@@ -88,7 +88,7 @@ def chosen_provider(settings: Settings, demo: bool, provider: str | None) -> tup
     if provider:
         return settings.replace(provider=provider), None
     if settings.default_provider is None:
-        for info in running.services():
+        for info in running.services(database_url(settings)):
             if info.get("provider") == "demo":
                 return running.demo_settings(settings), (
                     f"`connector serve --demo` is running (port {info.get('port')}, pid {info.get('pid')}): "
