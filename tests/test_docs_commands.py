@@ -137,12 +137,10 @@ class Reader:
                 self.background.append((command, proc, log))
                 time.sleep(1)
                 assert proc.poll() is None, f"{doc}: {command} exited: {log.read_text()}"
-                self.ran.append(part)
                 continue
             done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=self.folder, env=self.env,
                                   capture_output=True, text=True, timeout=120)
             assert done.returncode == 0, f"{doc}: {command}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
-            self.ran.append(part)
             found = re.search(r'"secret":\s*"(whsec_[^"]+)"', done.stdout)
             self.secret = found.group(1) if found else self.secret
             found = re.search(r'"id":\s*"(hook_[^"]+)"', done.stdout)
