@@ -103,7 +103,6 @@ class Reader:
         self.secret = self.hook = None
         self.background: list[tuple[str, subprocess.Popen, Path]] = []
         self.receiver_port = free_port()
-        self.ran: list[str] = []
 
     def substitute(self, line: str) -> str:
         line = line.replace("127.0.0.1:8000", f"127.0.0.1:{self.port}")
