@@ -19,6 +19,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError  # noqa:
 
 from connector.config import Settings, WorkerSettings
 from connector.trigger.tables import watches
+from tests.conftest import TEST_SECRET_KEY
 from tests.fakes import FakeDumpling, FakeWorld
 
 HANDLE = "stoolpresidente"
@@ -89,7 +90,7 @@ def verify(secret: str, headers: dict, body: bytes) -> dict:
 
 def trigger_settings(fake: FakeDumpling, database_url: str, **overrides) -> Settings:
     base = dict(provider="dumpling", dumpling_api_key=fake.api_key, dumpling_base_url=fake.url,
-                database_url=database_url, allow_private_targets=True, poll_interval=60,
+                database_url=database_url, secret_key=TEST_SECRET_KEY, allow_private_targets=True, poll_interval=60,
                 webhook_retry_schedule=(0, 0, 1), upstream_max_attempts=1,
                 worker=WorkerSettings(**{"page_budget": 10, "poll_threads": 4, "delivery_concurrency": 4,
                                          **overrides.pop("worker", {})}))
