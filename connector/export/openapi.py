@@ -7,7 +7,7 @@ response schemas and every error status a caller can meet.
 
 from __future__ import annotations
 
-from .. import __version__
+from .. import __version__, inputs
 from ..api.errors import UPSTREAM_STATUS
 from .common import PROVIDER_NAMES, as_data, dump_json
 
@@ -16,21 +16,8 @@ JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boo
 
 
 def input_schema(spec: dict) -> dict:
-    kind = spec["type"]
-    if kind == "cursor":
-        schema: dict = {"oneOf": [{"type": "integer", "minimum": 0},
-                                  {"type": "string", "minLength": 1, "maxLength": spec.get("maxLength", 512)}]}
-    else:
-        schema = {"type": JSON_TYPES[kind]}
-    for name in ("minLength", "maxLength", "minimum", "maximum", "default"):
-        if name in spec and kind != "cursor":
-            schema[name] = spec[name]
-    if kind == "enum":
-        schema["enum"] = list(spec["choices"])
-    schema["description"] = spec["help"]
-    if "example" in spec:
-        schema["examples"] = [spec["example"]]
-    return schema
+    """What request validation accepts for this input (:mod:`connector.inputs`), as JSON Schema."""
+    return inputs.json_schema(spec)
 
 
 def request_schema(manifest: dict) -> dict:
