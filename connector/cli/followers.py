@@ -33,6 +33,9 @@ from .base import CLI_WORDS, fail, load_settings, upstream_words
 STATE_VERSION = 1
 PROGRESS_INTERVAL = 0.1  # seconds between two redraws of the progress line
 
+WALK_ATTEMPTS = 5        # attempts per upstream call of a bulk walk
+WALK_DEADLINE = 120.0    # seconds one call may take, its retries included (Retry-After up to ~2 min)
+
 
 @click.command("followers")
 @click.argument("handle")
@@ -59,7 +62,10 @@ def followers_command(handle, following, limit, fmt, out, resume, provider_name,
         raise click.UsageError("--resume needs --out FILE (the walk's state is kept in FILE.cursor).")
     settings = load_settings()
     provider_key = provider_key or settings.provider_key
-    pool = ProviderPool(settings)
+    # No caller waits 30 s for a bulk export: the upstream calls get a patient retry policy
+    # (rate limits waited out), which is the only one; the walk does not retry on top of it.
+    pool = ProviderPool(settings.replace(upstream_max_attempts=max(settings.upstream_max_attempts, WALK_ATTEMPTS),
+                                         upstream_deadline=max(settings.upstream_deadline, WALK_DEADLINE)))
     try:
         provider = pool.get(pool.resolve_name(provider_name, provider_key), provider_key or None)
         provider.operation(f"list_{which}")

@@ -114,7 +114,7 @@ class KeyStore:
         self._auth_cache: dict[str, tuple[Caller, float]] = {}   # key hash -> (caller, when looked up)
         self._usage: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
         self._usage_lock = threading.Lock()
-        self._usage_flushed = time.monotonic()
+        self._usage_flushed = self.clock()
         # key id -> [window, requests left in this process's lease, window count when leased]
         self._leases: dict[str, list[int]] = {}
         self._lease_lock = threading.Lock()
@@ -219,14 +219,14 @@ class KeyStore:
         self._auth_cache[digest] = (caller, t)
         return caller
 
-    def hit(self, caller: Caller, action: str, request_source: str, clock=time.time) -> RateState:
+    def hit(self, caller: Caller, action: str, request_source: str, clock=None) -> RateState:
         """Count one request against the caller's current minute; record its requestSource.
 
         Each process takes the minute's allowance from the database in leases of 1/20 of the
         limit (one write serves that many requests), so with several processes a key may be
         refused up to 5 % early, never let through beyond its limit.
         """
-        t = clock()
+        t = (clock or self.clock)()
         window = int(t // 60)
         reset_in = max(1, 60 - int(t % 60))
         with self._lease_lock:
@@ -254,7 +254,7 @@ class KeyStore:
                                                          rate_windows.c.window < window - 1))
             if granted > 0:
                 self._count_usage(caller.id, action, request_source, requests=1)
-            if time.monotonic() - self._usage_flushed >= 1.0:
+            if self.clock() - self._usage_flushed >= 1.0:
                 self._flush_usage(conn)
         allowed = granted > 0
         with self._lease_lock:
@@ -393,7 +393,7 @@ class KeyStore:
     def _flush_usage(self, conn) -> None:
         with self._usage_lock:
             pending, self._usage = self._usage, defaultdict(lambda: [0, 0])
-            self._usage_flushed = time.monotonic()
+            self._usage_flushed = self.clock()
         stamp = now()
         for (key_id, action, source), (requests, credits) in sorted(pending.items()):
             conn.execute(upsert(self.store.dialect, key_usage,
