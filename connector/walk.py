@@ -18,7 +18,7 @@ from .providers.base import Provider
 from .providers.paging import Paginator
 from .records import FOLLOWER_STATS_FIELDS, FOLLOWER_USER_FIELDS, Page, follower_key
 
-__all__ = ["WalkStats", "walk"]
+__all__ = ["WalkStats", "walk_list"]
 
 CSV_FIELDS = FOLLOWER_USER_FIELDS + FOLLOWER_STATS_FIELDS
 # Failures the HTTP layer does not retry (the answer was a 200) and a second read may cure.
@@ -42,7 +42,7 @@ class WalkStats:
         return self.records / elapsed if elapsed > 0 else 0.0
 
 
-def walk(provider: Provider, handle: str, which: str = "followers", *, cursor: Any = None,
+def walk_list(provider: Provider, handle: str, which: str = "followers", *, cursor: Any = None,
          seen: set[str] | None = None, count: int | None = None, retries: int = 3,
          sleep: Callable[[float], None] = time.sleep,
          stats: WalkStats | None = None) -> Iterator[tuple[Page, list[dict]]]:

@@ -27,7 +27,7 @@ from ..manifests import ManifestError, load_manifests
 from ..providers import ProviderPool
 from ..records import follower_key
 from ..records import FOLLOWER_STATS_FIELDS, FOLLOWER_USER_FIELDS
-from ..walk import CSV_FIELDS, WalkStats, walk
+from ..walk import CSV_FIELDS, WalkStats, walk_list
 from .base import CLI_WORDS, fail, load_settings, upstream_words
 
 STATE_VERSION = 1
@@ -104,7 +104,7 @@ def followers_command(handle, following, limit, fmt, out, resume, provider_name,
     try:
         if fmt == "csv" and (not resume or out.stat().st_size == 0):
             stream.write(",".join(CSV_FIELDS) + "\n")
-        for page, fresh in walk(provider, name, which, cursor=stats.cursor, seen=seen, count=count, stats=stats):
+        for page, fresh in walk_list(provider, name, which, cursor=stats.cursor, seen=seen, count=count, stats=stats):
             resume_cursor, limited, cut = stats.cursor, False, False
             if limit is not None and already + stats.records >= limit:
                 limited = True
