@@ -74,7 +74,8 @@ def run(quick: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp, tools.nginx(UPSTREAM, files={"page.json": upstream_page()}) as nginx:
         env = {"DUMPLING_API_KEY": "sk_bench", "DUMPLING_BASE_URL": nginx.url,
                "CONNECTOR_DATABASE_URL": f"sqlite:///{tmp}/bench.db", "CONNECTOR_API_KEYS": "bench-key",
-               "CONNECTOR_DEFAULT_RATE_LIMIT": "100000000", "CONNECTOR_PROVIDER": "dumpling"}
+               "CONNECTOR_DEFAULT_RATE_LIMIT": "100000000", "CONNECTOR_PROVIDER": "dumpling",
+               "CONNECTOR_MAX_REQUESTS_IN_FLIGHT_PER_KEY": "1000"}   # one key, 64 connections
         from connector.store import Store
         from connector.store.keys import KeyStore
 

@@ -13,10 +13,12 @@ import json
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import metrics, metrics_server
 from .api import actions, errors, hooks, meta, triggers
-from .api.common import REQUEST_SOURCES, JSONProvider, unexpected
+from .api.common import REQUEST_SOURCES, IdConverter, JSONProvider, unexpected
+from .api.inflight import InFlight
 from .config import Settings
 from .console import bp as console_bp
 from .errors import ConnectorError, install_log_filter
@@ -63,13 +65,27 @@ def create_app(test_config: Settings | dict | None = None) -> Flask:
         settings = Settings.from_env()
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
     app.json = JSONProvider(app)   # orjson underneath: the same documents, faster
+    app.url_map.converters["default"] = IdConverter   # ids in URLs; set before any route is added
     if isinstance(test_config, dict):
         app.config.update({k: v for k, v in test_config.items() if k != "settings"})
 
+    if settings.trusted_proxies:
+        # Behind nginx (deploy/): the client's own address (rate limits, logs, the console's
+        # Secure cookie) from the last N proxies' X-Forwarded-For/-Proto. Only when configured:
+        # otherwise any client could claim any address.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)
     install_log_filter()
     metrics.check_multiprocess_dir()
     svc = build_services(settings)
     app.extensions["connector"] = svc
+    inflight = app.extensions["connector.inflight"] = InFlight(settings.max_requests_in_flight_per_key)
+
+    @app.teardown_request
+    def leave_inflight(_exc):
+        key_id = g.pop("inflight_key", None)
+        if key_id is not None:
+            inflight.leave(key_id)
 
     actions.register(app, svc.manifests)
     app.register_blueprint(meta.bp)
@@ -101,7 +117,7 @@ def create_app(test_config: Settings | dict | None = None) -> Flask:
         """Prometheus' text format; see :mod:`connector.metrics_server` for who may read it."""
         metrics_server.check_access(settings.metrics_token, request.headers.get("Authorization"),
                                     request.remote_addr, metrics_server.proxied(request.headers))
-        return Response(metrics_server.scrape(svc.store, svc.clock), content_type=metrics_server.CONTENT_TYPE)
+        return Response(metrics_server.scrape(svc.store, svc.clock, svc.settings), content_type=metrics_server.CONTENT_TYPE)
 
     @app.errorhandler(ConnectorError)
     def connector_error(exc: ConnectorError):

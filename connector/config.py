@@ -371,6 +371,8 @@ class Settings:
         "webhook attempts at once to one receiver host, per worker", Whole(1))
     delivery_per_key: int = setting("CONNECTOR_DELIVERY_PER_KEY", 16,
         "webhook attempts at once for one key's hooks, per worker", Whole(1))
+    max_requests_in_flight_per_key: int = setting("CONNECTOR_MAX_REQUESTS_IN_FLIGHT_PER_KEY", 4,
+        "one key's requests answered at once, per web process (over it: 429)", Whole(1))
     hook_disable_after: float = setting("CONNECTOR_HOOK_DISABLE_AFTER_DAYS", 5 * DAY,
         "a hook failing this long without a success is disabled", Days(0.01))
     retention: float | None = setting("CONNECTOR_RETENTION_DAYS", None,
@@ -391,6 +393,9 @@ class Settings:
         Secret(MIN_ADMIN_KEY, " (it opens the operator console); make one with: "
                               "python -c 'import secrets; print(secrets.token_urlsafe(32))'."),
         secret=True)
+    trusted_proxies: int = setting("CONNECTOR_TRUSTED_PROXIES", 0,
+        "proxies in front (nginx: 1) whose X-Forwarded-For and X-Forwarded-Proto are believed; 0 believes none",
+        Whole(0))
     clock: Callable[[], float] = time.time   # unix seconds; tests pass one they move
     # Values of the settings providers declare, by attribute (``settings.dumpling_api_key``).
     provider_values: Mapping[str, Any] = field(default_factory=dict)

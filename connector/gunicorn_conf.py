@@ -3,7 +3,8 @@
 What ``connector serve`` does for its own gunicorn, for a plain gunicorn start: the workers'
 metrics add up through one multiprocess folder (``PROMETHEUS_MULTIPROC_DIR``, else a folder
 per port under the instance folder, emptied at start), exited workers are marked dead, and
-gunicorn's control socket lives in the instance folder rather than a shared home folder.
+gunicorn's control socket lives in the instance folder rather than a shared home folder, and
+requests are logged to stdout.
 The command line's ``--workers``, ``--threads``, ``--bind`` and the rest still apply.
 """
 
@@ -21,6 +22,10 @@ _port = _resolve_port(None)
 _given = os.environ.get(metrics.MULTIPROC_ENV)
 metrics.use_multiprocess_dir(Path(_given) if _given else instance_path() / "metrics" / str(_port),
                              wipe=not _given)
+
+# One line per request on stdout (journald under systemd); its address is the client's own
+# behind nginx when CONNECTOR_TRUSTED_PROXIES is set (the app then rewrites REMOTE_ADDR).
+accesslog = "-"
 
 _ctl = _socket_path(_port)
 if _ctl is None:

@@ -64,8 +64,35 @@ class _Own:
         return own_registry().collect()
 
 
-def scrape(store=None, clock=time.time) -> bytes:
-    """The text format: every process's counts (or this one's), plus the database's state."""
+class PollSchedule:
+    """Scrape-time state of the watches' schedules (``trigger/schedule_stats.py``)."""
+
+    def __init__(self, store, settings, clock=time.time):
+        self.store, self.settings, self.clock = store, settings, clock
+
+    def collect(self):
+        from .trigger.schedule_stats import fleet_schedule
+
+        try:
+            with self.store.connect() as conn:
+                fleet = fleet_schedule(conn, self.settings, now=self.clock())
+        except sa.exc.SQLAlchemyError:
+            return
+        polls = GaugeMetricFamily("connector_watch_polls_per_day", "Polls a day of the watches being polled, "
+                                  "at the intervals chosen now (policy=current) and at a fixed "
+                                  "CONNECTOR_POLL_INTERVAL (policy=fixed)", labels=["policy"])
+        polls.add_metric(["current"], fleet["polls_per_day"])
+        polls.add_metric(["fixed"], fleet["fixed_polls_per_day"])
+        yield polls
+        yield GaugeMetricFamily("connector_watches_polled", "Watches being polled (a subscription pays for them)",
+                                value=fleet["watches"])
+        yield GaugeMetricFamily("connector_watch_followers_per_day", "Estimated new followers a day over the "
+                                "watches being polled (the schedules' estimate)", value=fleet["followers_per_day"])
+
+
+def scrape(store=None, clock=time.time, settings=None) -> bytes:
+    """The text format: every process's counts (or this one's), plus the database's state
+    (the schedules' too, given the ``settings``)."""
     registry = CollectorRegistry()
     if multiprocess_dir() is not None:
         multiprocess.MultiProcessCollector(registry)
@@ -73,6 +100,8 @@ def scrape(store=None, clock=time.time) -> bytes:
         registry.register(_Own())
     if store is not None:
         registry.register(PendingDeliveries(store, clock))
+        if settings is not None:
+            registry.register(PollSchedule(store, settings, clock))
     return generate_latest(registry)
 
 
@@ -97,7 +126,7 @@ def proxied(headers) -> bool:
     return bool(headers.get("X-Forwarded-For") or headers.get("Forwarded") or headers.get("X-Real-IP"))
 
 
-def serve_in_thread(host: str, port: int, token: str | None, store=None):
+def serve_in_thread(host: str, port: int, token: str | None, store=None, settings=None):
     """``/metrics`` of this process on ``host:port`` (``connector poll --metrics-port``), on a
     daemon thread; returns the server (``shutdown()`` stops it). OSError when the port is taken."""
     class Quiet(WSGIRequestHandler):
@@ -126,7 +155,7 @@ def serve_in_thread(host: str, port: int, token: str | None, store=None):
             body, status, _ = answer(exc)
             return error(status, body["error"])
         start_response("200 OK", [("Content-Type", CONTENT_TYPE_LATEST)])
-        return [scrape(store)]
+        return [scrape(store, settings=settings)]
 
     server = make_server(host, port, app, server_class=WSGIServer, handler_class=Quiet)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5}, name="metrics",

@@ -86,7 +86,10 @@ class Page:
 def follower_key(record: dict) -> str:
     """The stable identity of a follower: ``id``, else ``secUid``, else the handle."""
     user = record.get("user") or {}
-    for prefix, name in (("id", "id"), ("sec", "secUid"), ("h", "uniqueId")):
+    value = user.get("id")
+    if value is not None and value != "":   # (the usual case first: every walk keys every record)
+        return f"id:{value}"
+    for prefix, name in (("sec", "secUid"), ("h", "uniqueId")):
         value = user.get(name)
         if value not in (None, ""):
             return f"{prefix}:{str(value).lower() if name == 'uniqueId' else value}"

@@ -23,7 +23,8 @@ def _other_value(declared) -> tuple[str, object]:
     if isinstance(kind, Days):
         return str(kind.minimum + 2), (kind.minimum + 2) * DAY
     if isinstance(kind, (Whole, Number)):
-        return str(int(kind.minimum) + 3), int(kind.minimum) + 3
+        value = int(kind.minimum) + (3 if int(kind.minimum) + 3 != declared.default else 4)
+        return str(value), value
     if isinstance(kind, Flag):
         return "on", True
     if isinstance(kind, OneOf):

@@ -96,11 +96,15 @@ def test_the_console_is_off_without_an_admin_key_and_says_how_to_turn_it_on(serv
     live = serve(trigger_settings(dumpling, sqlite_url))
     client = live.app.test_client()
     for method, path in (("get", "/console/"), ("get", "/console/login"), ("post", "/console/login"),
-                         ("get", "/console/watches"), ("get", "/console/static/console.css")):
+                         ("get", "/console/watches")):
         r = getattr(client, method)(path, data={"admin_key": "anything-at-all-here"} if method == "post" else None)
         assert r.status_code == 404, path
         assert "CONNECTOR_ADMIN_KEY" in text(r) and "restart" in text(r)
         assert SESSION_COOKIE not in r.headers.get("Set-Cookie", "")
+    # The page saying so is styled: its one stylesheet loads while the console is off.
+    assert re.findall(r'<link[^>]+href="([^"]+)"', text(client.get("/console/"))) == ["/console/static/console.css"]
+    with client.get("/console/static/console.css") as css:
+        assert css.status_code == 200 and css.content_type.startswith("text/css") and "main {" in text(css)
 
 
 def test_the_admin_key_is_a_setting_with_a_minimum_length():
@@ -407,12 +411,14 @@ def test_an_account_page_charts_growth_per_day_without_loading_anything_from_els
     assert r.status_code == 200
     known = 30 + 2 + 5 + 1                     # the baseline is the first page (30 followers)
     assert '<svg class="chart"' in page and 'role="img"' in page and '<title id="chart-title">' in page
-    assert "<desc id=\"chart-desc\">7 days" in page and "8 new followers detected" in page
+    # 7 days asked for, but the watch began 3 days ago: the chart starts that day, with no flat
+    # "total known" line for the days before anything was watched.
+    began = datetime.fromtimestamp(clock.now - 3 * DAY, timezone.utc).strftime("%Y-%m-%d")
+    assert f"<desc id=\"chart-desc\">4 days from {began}" in page and "8 new followers detected" in page
     assert f"grew from 30 to {known}" in page and "most on" in page
     rows = re.findall(r'<tr><th scope="row">(\d{4}-\d\d-\d\d)</th><td>(\d+)</td><td>([\d,]+)</td></tr>', page)
-    assert len(rows) == 7                      # newest day first: today 1, yesterday 5, then 0, then 2
-    assert [(int(n), int(t)) for _, n, t in rows[:5]] == [(1, known), (5, known - 1), (0, known - 6),
-                                                          (2, known - 6), (0, 30)]
+    assert len(rows) == 4 and rows[-1][0] == began   # newest day first: today 1, yesterday 5, then 0, then 2
+    assert [(int(n), int(t)) for _, n, t in rows] == [(1, known), (5, known - 1), (0, known - 6), (2, known - 6)]
     assert page.count('class="bar"') == 3 + 1  # three days with new followers, and the legend
     assert f"https://www.tiktok.com/@{newest.handle}" in page
     assert re.search(r'class="avatar" aria-hidden="true">[A-Z?]{1,2}<', page)
@@ -436,9 +442,13 @@ def test_the_overview_says_when_the_worker_falls_behind(serve, dumpling, receive
     page = text(client.get("/console/"))
     assert "<strong>Behind</strong>" in page
     assert "Watches due, not yet polled</dt><dd>1 (oldest waiting 3 min)" in page
+    # No poll has committed for longer than a lease while a watch is due: a warning says to start the worker.
+    assert 'id="worker-stalled"' in page and "No worker is polling" in page and "<code>connector poll</code>" in page
+    assert re.search(r"No poll has committed for \d+ min, longer than a poll lease \(2 min\)", page), page[page.find("worker-stalled"):][:400]
     poll_due_watches(live.services)
     page = text(client.get("/console/"))
     assert "Keeping up" in page and "Watches due, not yet polled</dt><dd>0<" in page
+    assert "worker-stalled" not in page
 
 
 # -- 10,000 watches --------------------------------------------------------------------------

@@ -263,7 +263,8 @@ def test_check_says_what_is_wrong_and_exits_1(env):
         done = run(env, "check")
     assert done.returncode == 1
     assert "hunter2pass" not in done.stdout + done.stderr and "sk_not_the_key_42" not in done.stdout + done.stderr
-    assert "postgresql+psycopg://app:***@127.0.0.1:1/db" in done.stdout and "unreachable" in done.stdout
+    assert "postgresql+psycopg://app:***@127.0.0.1:1/db" in done.stdout
+    assert "Cannot reach the PostgreSQL database at 127.0.0.1:1 (connection refused)" in done.stdout
     assert "refused this server's credentials: check DUMPLING_API_KEY" in done.stdout
     assert "2 problems found" in done.stderr
 

@@ -21,7 +21,9 @@ def keystore(database_url):
 
 @pytest.fixture
 def service(serve, database_url):
-    return serve(Settings(provider="demo", database_url=database_url, default_rate_limit=1000))
+    # 10 requests of one key at once: the per-key in-flight cap (tested in test_web_tier) is raised
+    return serve(Settings(provider="demo", database_url=database_url, default_rate_limit=1000,
+                          max_requests_in_flight_per_key=64))
 
 
 def test_keys_are_stored_hashed_and_authenticate(keystore):

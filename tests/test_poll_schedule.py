@@ -121,6 +121,7 @@ def test_the_bounds_come_from_the_settings():
 # -- the real worker, a real database, a moved clock --------------------------------------
 
 QUIET = "quiet_account"
+ADMIN = "operator-secret-0123456789"
 
 
 @pytest.fixture
@@ -128,7 +129,7 @@ def two_watches(world, dumpling, database_url, serve):  # noqa: F811
     """The service with a hook on a busy account (HANDLE) and one on a quiet one."""
     world.add_account(QUIET, followers=40)
     clock = ManualClock(START)
-    settings = trigger_settings(dumpling, database_url, poll_interval=300, clock=clock)
+    settings = trigger_settings(dumpling, database_url, poll_interval=300, clock=clock, admin_key=ADMIN)
     live = serve(settings)
     raw, _ = live.services.keys.create(name="sched")
     http = live.client(raw)
@@ -174,6 +175,33 @@ def test_the_worker_polls_a_busy_watch_more_often_than_a_quiet_one_and_shows_it(
     assert due - last == pytest.approx(1800, abs=1)
 
 
+def test_the_console_and_metrics_show_intervals_and_what_fixed_would_spend(two_watches, world):  # noqa: F811
+    import re
+
+    from tests.test_console import sign_in, text
+
+    live, http, hooks, clock, _ = two_watches
+    advance(live, world, clock, START + 3 * 3600)
+    client = live.app.test_client()
+    sign_in(client, ADMIN)
+    page = text(client.get("/console/watches"))
+    assert "Interval" in page and "1,800 s" in page and "Followers a day (est.)" in page
+    quiet_row = page[page.index(f"@{QUIET}"):].split("</tr>")[0]
+    assert "1,800 s" in quiet_row
+    busy_row = page[page.index(f"@{HANDLE}"):].split("</tr>")[0]
+    assert "14,400" in busy_row or "14," in busy_row     # ~600 an hour: about 14,400 a day
+    overview = text(client.get("/console/"))
+    assert "Polls a day at the current intervals" in overview and "of a fixed 300 s" in overview
+    metrics = http.get(live.url + "/metrics").text
+    current = float(re.search(r'connector_watch_polls_per_day\{policy="current"\} (\S+)', metrics).group(1))
+    fixed = float(re.search(r'connector_watch_polls_per_day\{policy="fixed"\} (\S+)', metrics).group(1))
+    assert fixed == 2 * 288
+    busy = http.get(f"/api/v1/hooks/{hooks[HANDLE]}").json()["pollIntervalSeconds"]
+    assert current == pytest.approx(86400 / busy + 86400 / 1800)
+    followers = float(re.search(r"^connector_watch_followers_per_day (\S+)", metrics, re.M).group(1))
+    assert 10_000 < followers < 20_000
+
+
 def test_the_schedule_survives_a_restart(two_watches, world):  # noqa: F811
     live, http, hooks, clock, settings = two_watches
     advance(live, world, clock, START + 3 * 3600)
@@ -189,3 +217,57 @@ def test_the_schedule_survives_a_restart(two_watches, world):  # noqa: F811
     busy = http.get(f"/api/v1/hooks/{hooks[HANDLE]}").json()
     assert quiet["pollIntervalSeconds"] == 1800          # not back to the cold start's 300
     assert busy["pollIntervalSeconds"] < 300
+
+
+# -- a real `connector poll` process against the fake upstream ------------------------------
+
+def test_connector_poll_reads_a_busy_account_more_often_than_a_quiet_one(world, dumpling, serve, tmp_path):  # noqa: F811
+    """Seconds instead of minutes (CONNECTOR_POLL_INTERVAL 2, bounds 1-16): the quiet watch
+    drifts to 16 s between polls while the busy one, gaining ten followers a second, is read
+    every second or two; the hook view shows both, and the upstream saw the difference."""
+    import threading
+    import time
+
+    from tests.test_trigger_worker import log_of, start_worker, worker_env
+
+    world.add_account(QUIET, followers=40)
+    url = f"sqlite:///{tmp_path / 'poll.db'}"
+    live = serve(trigger_settings(dumpling, url, poll_interval=2))
+    raw, _ = live.services.keys.create(name="sched")
+    http = live.client(raw)
+    hooks = {}
+    for handle in (HANDLE, QUIET):
+        r = http.post("/api/v1/hooks", json={"event": "new_follower", "handle": handle,
+                                             "targetUrl": "http://127.0.0.1:9/hook"})
+        hooks[handle] = r.json()["id"]
+    stop = threading.Event()
+
+    def gain():
+        while not stop.wait(0.1):
+            world.add_followers(HANDLE, 1)
+
+    feeder = threading.Thread(target=gain, daemon=True)
+    feeder.start()
+    worker = start_worker(worker_env(dumpling, url, tmp_path, CONNECTOR_POLL_INTERVAL="2",
+                                     CONNECTOR_POLL_MIN_INTERVAL="1", CONNECTOR_POLL_MAX_INTERVAL="16",
+                                     CONNECTOR_POLL_LEASE_SECONDS="30"))
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            views = {h: http.get(f"/api/v1/hooks/{hooks[h]}").json() for h in hooks}
+            if views[QUIET]["pollIntervalSeconds"] == 16:
+                break
+            assert worker.poll() is None, log_of(worker)
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"the quiet watch never drifted to 16 s: {views}; {log_of(worker)}")
+        assert views[HANDLE]["pollIntervalSeconds"] <= 2
+        assert views[HANDLE]["nextPollAt"] is not None
+        reads = {h: sum(1 for r in dumpling.requests if r.endpoint == "followers"
+                        and (r.json or {}).get("handle", "").lstrip("@").lower() == h) for h in hooks}
+        assert reads[HANDLE] > 2 * reads[QUIET], reads
+    finally:
+        stop.set()
+        worker.terminate()
+        worker.wait(15)
+        http.close()

@@ -11,6 +11,7 @@ import orjson
 from flask import current_app, g, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.routing import BaseConverter
 
 from ..errors import (INVALID_JSON, INVALID_KEY, KEY_HEADERS, PROVIDER_KEY_NEEDED, UPSTREAM_RATE_LIMITED,
                       BadRequest, ConnectorError, RateLimited, Unauthorized, UpstreamError, redact)
@@ -69,6 +70,15 @@ class JSONProvider(DefaultJSONProvider):
         return self._app.response_class(self._dump(obj) + b"\n", mimetype=self.mimetype)
 
 
+class IdConverter(BaseConverter):
+    """What ``<name>`` matches in every route of this app (it replaces werkzeug's default): an id
+    as this service makes them (``hook_…``, ``w_…``) or a handle. Anything else (NUL and control
+    bytes, non-ASCII, ``/``, overlong) matches no route, so it is a 404 before any view or query
+    sees it. A route that needs more says so (``<path:…>``)."""
+
+    regex = r"[A-Za-z0-9_.\-]{1,64}"
+
+
 def services() -> Services:
     return current_app.extensions["connector"]
 
@@ -114,6 +124,9 @@ def authenticate() -> Caller:
         # An unknown or revoked key gets the seed's words alone; a request whose key could
         # not be found is also told how to send it.
         raise Unauthorized() if key else Unauthorized(f"{INVALID_KEY} {_how_to_send_key()}")
+    if "inflight_key" not in g:   # a request holds one slot however often it authenticates
+        current_app.extensions["connector.inflight"].enter(caller.id)
+        g.inflight_key = caller.id   # given back by the app's teardown (app.py)
     g.caller = caller
     return caller
 

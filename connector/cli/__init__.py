@@ -12,9 +12,11 @@ from .keys import keys
 from .manifests import manifests
 from .receive import receive
 from .serve import serve
+from .simulate import simulate_command
 from .worker import poll_command
 
-for command in (serve, keys, db, manifests, poll_command, export, followers_command, check, receive):
+for command in (serve, keys, db, manifests, poll_command, export, followers_command, check, receive,
+                simulate_command):
     main.add_command(command)
 
 __all__ = ["main"]

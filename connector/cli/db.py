@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 
 import click
-from sqlalchemy import create_engine
-
 from ..store import migrate
+from ..store.engine import create_engine, reachable
 from .base import database_url, load_settings
 
 @click.group()
@@ -18,8 +17,14 @@ def db():
 @db.command("upgrade")
 def db_upgrade():
     """Migrate the database (CONNECTOR_DATABASE_URL) to this release's schema. Back it up first."""
-    engine = create_engine(database_url(load_settings()), hide_parameters=True)
+    url = database_url(load_settings())
     try:
+        engine = create_engine(url, hide_parameters=True)
+    except migrate.SchemaError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        with reachable(url):
+            migrate.state(engine)   # an unreachable database is named before anything is tried
         before, after = migrate.upgrade(engine)
     except migrate.SchemaError as exc:
         raise click.ClickException(str(exc)) from None
@@ -34,9 +39,16 @@ def db_upgrade():
 @db.command("status")
 def db_status():
     """Say whether the database's schema is the one this release needs."""
-    engine = create_engine(database_url(load_settings()))
+    url = database_url(load_settings())
     try:
-        state, current = migrate.state(engine), migrate.revision(engine)
+        engine = create_engine(url, hide_parameters=True)
+    except migrate.SchemaError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        with reachable(url):
+            state, current = migrate.state(engine), migrate.revision(engine)
+    except migrate.SchemaError as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         engine.dispose()
     click.echo(f"{state}: the database is at {current or 'no revision'}; this release needs {migrate.head()}.")

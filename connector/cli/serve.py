@@ -13,6 +13,10 @@ without taking polls or deliveries with them, and polling never competes with re
 for one interpreter lock. It dies with the server: ``on_exit`` stops it, and the kernel
 sends it SIGTERM if the server is killed outright (``PR_SET_PDEATHSIG``).
 
+The app is built here, before gunicorn forks its workers, so that a bad setting or manifest
+stops the command with a message; its database pool is emptied before the fork and each
+worker opens its own connections (never one shared between processes).
+
 Every run: the port comes from ``--port``, else ``PORT`` (as the Procfile's), else 8000, and
 a port already taken is a plain error; gunicorn's control socket lives in the instance
 folder, one per port, not in a home folder that two services would share; metrics of all
@@ -32,6 +36,7 @@ import sys
 from pathlib import Path
 
 import click
+import sqlalchemy as sa
 from gunicorn.app.base import BaseApplication
 
 from .. import metrics
@@ -40,10 +45,12 @@ from ..config import ConfigError, credential_words, either
 from ..manifests import ManifestError
 from ..services import instance_path
 from ..store.migrate import SchemaError
+from ..trigger.tables import watches
+from . import running
 from .base import database_url, load_settings
 
 DEFAULT_PORT = 8000
-DEMO_POLL_INTERVAL = 30
+DEMO_POLL_INTERVAL = running.DEMO_POLL_INTERVAL
 DEMO_HANDLE = "stoolpresidente"   # a demo account that gains a follower every ~25 s
 MAX_UNIX_SOCKET_PATH = 100        # sun_path holds 108 bytes
 
@@ -143,6 +150,21 @@ def _demo_next_steps(url: str, key: str | None) -> list[str]:
     ]
 
 
+def worker_words(svc) -> str:
+    """The banner's line on the worker, which this command does not run (--demo aside): whether
+    one is polling this database (a poll committed within a lease) and what to start if not."""
+    with svc.store.connect() as conn:
+        last = conn.execute(sa.select(sa.func.max(watches.c.last_poll_at))).scalar()
+    lease = svc.settings.worker.lease_seconds
+    ago = svc.clock() - last if last is not None else None
+    if ago is not None and ago <= lease:
+        return f"A worker is polling this database (a poll committed {ago:.0f} s ago): hooks fire."
+    when = "ever" if ago is None else f"in the last {lease:.0f} s"
+    return ("No worker is running: this command serves requests only, and no poll has committed "
+            f"{when}, so hooks will not fire. Start the worker in another terminal: connector poll "
+            "(or run `connector serve --demo`, which runs both).")
+
+
 @click.command()
 @click.option("--demo", is_flag=True, help="The whole product on the built-in demo provider (no upstream keys): "
               "web service and worker, watches polled every 30 s, local webhook receivers allowed.")
@@ -156,11 +178,7 @@ def serve(demo, host, port, workers, threads):
     port = resolve_port(port)
     settings = load_settings()
     if demo:
-        overrides = {"provider": "demo", "allow_private_targets": True}
-        if not (os.environ.get("CONNECTOR_POLL_INTERVAL") or "").strip():
-            overrides["poll_interval"] = DEMO_POLL_INTERVAL
-            overrides["poll_min_interval"] = min(settings.poll_min_interval, DEMO_POLL_INTERVAL)
-        settings = settings.replace(**overrides)
+        settings = running.demo_settings(settings)
     check_port_free(host, port)
     folder = Path(os.environ.get(metrics.MULTIPROC_ENV) or instance_path() / "metrics" / str(port))
     try:
@@ -178,6 +196,8 @@ def serve(demo, host, port, workers, threads):
         click.echo(f"No provider is configured: set {either(credential_words('/'))}, or run with --demo.", err=True)
     click.echo(f"Serving on http://{host}:{port} with provider {settings.default_provider or '(none)'}"
                + (f"; the worker polls every {settings.poll_interval} s" if demo else ""))
+    if not demo:
+        click.echo(worker_words(svc))
     if demo:
         key = None
         if settings.api_keys:
@@ -202,14 +222,20 @@ def serve(demo, host, port, workers, threads):
     state: dict = {}
 
     def when_ready(_server):
+        state["record"] = running.record(port, settings.default_provider)   # for `connector check`
         if poller_env is not None:
             state["poller"] = start_poller(poller_env)
 
     def on_exit(_server):
         stop_poller(state.get("poller"))
+        if "record" in state:
+            running.forget(state["record"])
 
     def child_exit(_server, worker):
         metrics.mark_dead(worker.pid)
+
+    def post_fork(_server, _worker):
+        svc.store.dispose(close=False)   # a worker opens its own connections (see connector.store)
 
     class Server(BaseApplication):
         def load_config(self):
@@ -222,6 +248,7 @@ def serve(demo, host, port, workers, threads):
             self.cfg.set("when_ready", when_ready)
             self.cfg.set("on_exit", on_exit)
             self.cfg.set("child_exit", child_exit)
+            self.cfg.set("post_fork", post_fork)
             if "control_socket" in self.cfg.settings:    # gunicorn 24+
                 if ctl is None:
                     self.cfg.set("control_socket_disable", True)
@@ -231,4 +258,5 @@ def serve(demo, host, port, workers, threads):
         def load(self):
             return app
 
+    svc.store.dispose()   # the workers are forked from here: none of them inherits a connection
     Server().run()

@@ -94,7 +94,8 @@ def watches_query(filters: Filters):
     return (sa.select(watches.c.id, watches.c.handle, watches.c.provider, watches.c.status,
                       watches.c.last_poll_at, watches.c.next_poll_at, watches.c.last_error,
                       watches.c.resume_cursor, watches.c.pages_read, watches.c.credits_spent,
-                      watches.c.lease_owner, watches.c.lease_expires_at)
+                      watches.c.lease_owner, watches.c.lease_expires_at, watches.c.poll_interval,
+                      watches.c.rate_per_day)
             .where(*_watch_filters(filters)).order_by(watches.c.next_poll_at, watches.c.id))
 
 
@@ -156,13 +157,18 @@ def day_of(ts: float) -> str:
 
 
 def growth(conn, wid: str, *, now: float, days: int) -> Growth:
-    """New followers detected per UTC day over the last ``days`` days, and the running total.
+    """New followers detected per UTC day over the last ``days`` days (from the day the watch
+    began, if later), and the running total.
 
     The total counts the followers the watch has seen (kept as long as the watch), so it is
     right even where old events were pruned: the total at the end of a day is what is known
     now less what was detected after that day.
     """
-    start_day = int(now // DAY) - days + 1
+    today = int(now // DAY)
+    created = conn.execute(sa.select(watches.c.created_at).where(watches.c.id == wid)).scalar()
+    # The chart starts on the day the watch began: before it, nothing was known.
+    start_day = max(today - days + 1, int(created // DAY) if created is not None else today - days + 1)
+    days = today - start_day + 1
     seen = conn.execute(sa.select(sa.func.count()).select_from(seen_followers)
                         .where(seen_followers.c.watch_id == wid)).scalar_one()
     baseline = conn.execute(sa.select(sa.func.count()).select_from(events)
@@ -374,6 +380,10 @@ def worker_health(conn, settings, *, now: float) -> dict:
     # delivery has waited longer than a lease plus an attempt.
     behind = poll_lag > settings.worker.lease_seconds or delivery_lag > settings.worker.lease_seconds + \
         settings.delivery_timeout
+    # Stalled: watches are due and no poll has committed for longer than a lease (none ever, or
+    # the worker stopped): no `connector poll` is running, so hooks do not fire.
+    stalled = due > 0 and (last_poll is None or now - last_poll > settings.worker.lease_seconds)
     return {"last_poll_at": last_poll, "last_attempt_at": last_attempt, "due_watches": due, "poll_lag": poll_lag,
+            "stalled": stalled, "lease_seconds": settings.worker.lease_seconds,
             "due_deliveries": sending, "delivery_lag": delivery_lag, "stale_leases": stale_leases,
             "state": "behind" if behind else ("idle" if last_poll is None else "ok")}

@@ -21,6 +21,7 @@ from ..handles import MAX_HANDLE_LENGTH, normalize_handle, profile_url
 from ..store.keys import Caller
 from ..trigger import replay as replays
 from ..trigger.events import iso
+from ..trigger.schedule_stats import fleet_schedule
 from ..trigger.subscriptions import set_hook_enabled
 from ..trigger.watches import trigger_manifest
 from . import queries
@@ -52,8 +53,8 @@ def gate():
     svc = services()
     g.now = svc.clock()
     g.csrf = None
-    if not svc.settings.admin_key:
-        return _page("console/off.html", 404)
+    if not svc.settings.admin_key:   # the stylesheet still loads, so the page saying so is styled
+        return None if request.endpoint == "console.static" else _page("console/off.html", 404)
     g.gate = Gate(svc.settings.admin_key, svc.clock)
     if request.endpoint in ("console.static", "console.login", "console.login_form"):
         return None
@@ -90,6 +91,11 @@ def headers(response):
 def connector_error(exc: ConnectorError):
     return _page("console/error.html", status_of(exc), title="Not found" if isinstance(exc, NotFoundError)
                  else "Request refused", message=exc.message)
+
+
+@bp.errorhandler(FormProblem)
+def form_problem(exc: FormProblem):
+    return _page("console/error.html", 400, title="Request refused", message=str(exc))
 
 
 @bp.errorhandler(HTTPException)
@@ -217,6 +223,8 @@ def _text(name: str) -> str:
     value = request.values.get(name, "")
     if len(value) > MAX_FIELD:
         raise FormProblem(f"'{name}' is too long ({len(value)} characters; at most {MAX_FIELD}).")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise FormProblem(f"'{name}' must not contain control characters.")
     return value.strip()
 
 
@@ -262,9 +270,11 @@ def overview():
     cost = trigger_manifest(svc.manifests).cost
     with svc.store.connect() as conn:
         summary = queries.overview(conn, svc.settings, now=g.now, cost=cost)
+        schedule = fleet_schedule(conn, svc.settings, now=g.now)
         newest = queries.hook_page(conn, queries.Filters(), now=g.now, size=5)
     return _page("console/overview.html", summary=summary, recent_hooks=newest.rows,
-                 static_keys=len(svc.keys.static), poll_interval=svc.settings.poll_interval)
+                 static_keys=len(svc.keys.static), poll_interval=svc.settings.poll_interval, schedule=schedule,
+                 settings=svc.settings)
 
 
 @bp.get("/watches")

@@ -573,8 +573,9 @@ def package_json() -> dict:
                        "through a self-hosted tiktok-connector.",
         "main": "index.js",
         "private": True,
-        # Web Crypto as a global (the instant trigger's signature check) needs Node 20+.
-        "engines": {"node": ">=20"},
+        # Zapier's CLI (zapier-platform-cli 19, which validates, tests, builds and pushes this
+        # app) refuses Node before 22; Web Crypto as a global (the signature check) needs 20+.
+        "engines": {"node": ">=22"},
         # `zapier-platform test` runs `npm test`: the tests in test/ against the service in .env.
         "scripts": {"test": "jest --testTimeout 10000"},
         "dependencies": {"zapier-platform-core": ZAPIER_CORE_VERSION},

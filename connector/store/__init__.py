@@ -4,17 +4,24 @@
 is created, an out-of-date one is refused unless ``upgrade=True``. Queries live beside the
 tables they use (``keys.py`` for caller keys, credits and rate limits). SQL parameters never
 appear in error messages (``hide_parameters``): they may hold keys and webhook secrets.
+
+A pooled connection belongs to the process that opened it: a forked child (gunicorn's
+workers, when the app was built before the fork) never uses one of its parent's, it opens
+its own (SQLAlchemy's "pooling with os.fork()" recipe), so two processes never talk over one
+database socket.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from . import migrate
+from .engine import create_engine, reachable
 from .schema import metadata
 
 __all__ = ["Store", "metadata", "upsert", "insert_ignore"]
@@ -29,22 +36,37 @@ def _sqlite_pragmas(dbapi_connection, _record):
     cursor.close()
 
 
+def _remember_pid(_dbapi_connection, record):
+    record.info["pid"] = os.getpid()
+
+
+def _refuse_inherited(_dbapi_connection, record, proxy):
+    """A connection opened by another process (this one's parent) is dropped from this
+    process's pool without being closed (the parent may still use it) and a new one opened."""
+    if record.info.get("pid") != os.getpid():
+        record.dbapi_connection = proxy.dbapi_connection = None
+        raise sa.exc.DisconnectionError("connection opened by another process")
+
+
 class Store:
     def __init__(self, url: str, *, upgrade: bool = False):
         self.url = url
         if url.startswith("sqlite"):
-            self.engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
+            self.engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False},
                                            pool_size=20, max_overflow=20, hide_parameters=True)
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
-            self.engine = sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True,
+            self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True,
                                            hide_parameters=True)
+        sa.event.listen(self.engine, "connect", _remember_pid)
+        sa.event.listen(self.engine, "checkout", _refuse_inherited)
         self.dialect = self.engine.dialect.name
         # SQLite lets one writer in at a time and makes the others sleep-poll (1, 2, 5, 10 ms…);
         # queueing this process's writers on a lock instead keeps short writes short.
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
         try:
-            migrate.ensure(self.engine, allow_upgrade=upgrade)
+            with reachable(url):
+                migrate.ensure(self.engine, allow_upgrade=upgrade)
         except BaseException:
             self.engine.dispose()
             raise
@@ -65,8 +87,10 @@ class Store:
     def connect(self):
         return self.engine.connect()
 
-    def dispose(self) -> None:
-        self.engine.dispose()
+    def dispose(self, *, close: bool = True) -> None:
+        """Drop the pool's connections (``close=False`` in a forked child: leave the parent's
+        connections open for the parent, and start an empty pool)."""
+        self.engine.dispose(close=close)
 
 
 def upsert(dialect: str, table: sa.Table, values: dict, keys: list[str], updates: dict):

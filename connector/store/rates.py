@@ -33,6 +33,7 @@ class RateWindows:
         # key id -> [window, requests left in this process's allowance, window count when taken]
         self._allowances: dict[str, list[int]] = {}
         self._allowance_lock = threading.Lock()
+        self._refills: dict[str, threading.Lock] = {}   # key id -> held while its allowance is refilled
 
     def hit(self, caller: "Caller", action: str, request_source: str, clock=None) -> RateState:
         """Count one request against the caller's current minute; record its requestSource.
@@ -42,13 +43,34 @@ class RateWindows:
         t = (clock or self.clock)()
         window = int(t // 60)
         reset_in = max(1, 60 - int(t % 60))
+        state = self._from_allowance(caller, window, reset_in, action, request_source)
+        if state is not None:
+            return state
+        with self._allowance_lock:
+            if len(self._refills) >= 10_000:   # bounded (a lock dropped here only costs an extra block)
+                self._refills.clear()
+            refill = self._refills.setdefault(caller.id, threading.Lock())
+        # One thread of this process refills a key's allowance at a time; the others then spend
+        # from it (each taking a block of its own would over-count the key's minute).
+        with refill:
+            state = self._from_allowance(caller, window, reset_in, action, request_source)
+            if state is not None:
+                return state
+            return self._refill(caller, window, reset_in, action, request_source)
+
+    def _from_allowance(self, caller: "Caller", window: int, reset_in: int, action: str,
+                        request_source: str) -> RateState | None:
         with self._allowance_lock:
             allowance = self._allowances.get(caller.id)
             if allowance is not None and allowance[0] == window and allowance[1] > 0:
                 allowance[1] -= 1
                 self._count_usage(caller.id, action, request_source, requests=1)
-                return RateState(limit=caller.rate_limit, remaining=max(0, caller.rate_limit - allowance[2] + allowance[1]),
+                return RateState(limit=caller.rate_limit,
+                                 remaining=max(0, caller.rate_limit - allowance[2] + allowance[1]),
                                  reset_in=reset_in, allowed=True)
+        return None
+
+    def _refill(self, caller: "Caller", window: int, reset_in: int, action: str, request_source: str) -> RateState:
         chunk = max(1, caller.rate_limit // 20)
         with self.store.write() as conn:
             count = conn.execute(

@@ -110,11 +110,15 @@ def load_state(raw: str | dict | None) -> dict:
     return state if isinstance(state, dict) and len(state.get("c") or ()) == HOURS else _empty()
 
 
+def settled(state: dict) -> dict:
+    """The state as the database keeps it (counts to 1/1000, seconds to 1/10): what
+    :func:`dump_state` writes and :func:`load_state` reads back, without the text."""
+    return {**state, "c": [round(x, 3) for x in state["c"]], "e": [round(x, 1) for x in state["e"]],
+            "rc": round(state["rc"], 3), "re": round(state["re"], 1)}
+
+
 def dump_state(state: dict) -> str:
-    def r(x):
-        return float(f"{x:.5g}")
-    return json.dumps({**state, "c": [r(x) for x in state["c"]], "e": [r(x) for x in state["e"]],
-                       "rc": r(state["rc"]), "re": r(state["re"])}, separators=(",", ":"))
+    return json.dumps(settled(state), separators=(",", ":"))
 
 
 def _hour(t: float) -> int:
@@ -195,6 +199,7 @@ def plan(state: dict | str | None, obs: Observation | None, now: float, policy: 
     """The new state and the next poll. ``obs`` None: the poll failed (nothing was read):
     the state stays and the watch keeps its interval."""
     state = {**load_state(state)}
+    state["c"], state["e"] = list(state["c"]), list(state["e"])   # (never the caller's lists)
     previous = policy.reference if policy.name == "fixed" else (state["i"] or policy.reference)
     if obs is None:
         return Plan(state, now + previous, previous)

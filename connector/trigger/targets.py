@@ -83,10 +83,45 @@ class _Resolver:
 lookup = _Resolver()
 
 
-def _forbidden(address: str) -> bool:
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
+# IPv6 forms that carry an IPv4 address a packet may end up at: NAT64's well-known prefix
+# (RFC 6052) and the deprecated IPv4-compatible form; IPv4-mapped and 6to4 (2002::/16) have
+# their own properties on ipaddress.IPv6Address.
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def wrapped_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address wraps (mapped, 6to4, NAT64, compatible), if any."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in NAT64 or ip in IPV4_COMPATIBLE:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def forbidden_address(address: str) -> bool:
+    """True unless the address is globally routable, and so is any IPv4 address it wraps.
+
+    Refused besides loopback, private, link-local, shared (CGN), multicast, reserved and
+    documentation ranges: the deprecated site-local ``fec0::/10``, NAT64's local-use
+    ``64:ff9b:1::/48`` (not global), and an IPv6 form that wraps a refused IPv4 address
+    (``::ffff:127.0.0.1``, ``2002:7f00:1::``, ``64:ff9b::a00:1``, ``::10.0.0.1``).
+    """
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return True
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local:
+            return True
+        inner = wrapped_ipv4(ip)
+        if inner is not None:
+            if forbidden_address(str(inner)):
+                return True
+            if ip.ipv4_mapped is not None or ip in NAT64:   # the packets go to the IPv4 address
+                return False
     return (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_reserved or ip.is_multicast
             or ip.is_unspecified or not ip.is_global)
 
@@ -145,7 +180,7 @@ def resolve_target(url, *, allow_private: bool, resolve=socket.getaddrinfo,
         raise BadRequest(f"'targetUrl' host {host[:100]} cannot be resolved; check the URL.")
     if not allow_private:
         for address in addresses:
-            if _forbidden(address):
+            if forbidden_address(address):
                 raise BadRequest(f"'targetUrl' host {host[:100]} resolves to {address}, a private, "
                                  f"loopback or reserved address; webhook targets must be public. {PRIVATE_HINT}")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
