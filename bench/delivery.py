@@ -79,8 +79,7 @@ class HookLog:
 def run(quick: bool = False) -> dict:
     from connector.app import create_app
     from connector.config import Settings
-    from connector.trigger.events import event_id
-    from connector.trigger.outbox import store_events
+    from connector.trigger.outbox import account_events, store_events
     from connector.trigger.tables import events, subscriptions, watches
     from tests.fakes import FakeDumpling, FakeWorld
 
@@ -123,10 +122,11 @@ def run(quick: bool = False) -> dict:
                 serial[0] += 1
                 fid = f"9{serial[0]:018d}"
                 records.append((f"id:{fid}", {"user": {"id": fid, "uniqueId": f"elsewhere_{serial[0]}"}, "stats": {}}))
+            rows = account_events({"id": wid, "handle": handle, "provider": "dumpling"}, svc.manifests["new_follower"],
+                                  records, time.time(), baseline=False)
             with svc.store.write() as conn:
-                store_events(conn, svc.store.dialect, wid, handle, "dumpling", records, time.time(),
-                             baseline=False, recipients=[([sub_id], [])] * len(records))
-            return [event_id(wid, key) for key, _ in records], time.time()
+                store_events(conn, svc.store.dialect, rows, time.time(), recipients=[([sub_id], [])] * len(rows))
+            return [row["id"] for row in rows], time.time()
 
         env = dict(fake.env, CONNECTOR_PROVIDER="dumpling", CONNECTOR_DATABASE_URL=database_url,
                    CONNECTOR_ALLOW_PRIVATE_TARGETS="1", CONNECTOR_POLL_INTERVAL="300", CONNECTOR_LOG_LEVEL="WARNING")

@@ -29,6 +29,10 @@ class ManifestError(Exception):
     """A manifest is invalid; the message names the file and the field."""
 
 
+# Inputs that shape one polling request, not what a subscription receives.
+REQUEST_ONLY_INPUTS = ("handle", "limit", "requestSource")
+
+
 @dataclass
 class Manifest:
     key: str
@@ -90,6 +94,34 @@ class Manifest:
                 values[spec["key"]] = handle
         return values
 
+    # -- triggers -------------------------------------------------------------------------
+
+    @property
+    def event(self) -> str:
+        """A trigger's event name: its key (``hooks.event`` must equal it)."""
+        return self.key
+
+    @property
+    def strategy(self) -> str | None:
+        return (self.data.get("trigger") or {}).get("strategy")
+
+    @property
+    def subject(self) -> str | None:
+        return (self.data.get("trigger") or {}).get("subject")
+
+    @cached_property
+    def subscription_inputs(self) -> list[dict]:
+        """The inputs that shape what a subscription receives (filters, ``every``, ...):
+        all but the handle and those of one polling request (``limit``, ``requestSource``)."""
+        return [spec for spec in self.inputs if spec["key"] not in REQUEST_ONLY_INPUTS]
+
+    def subscription(self, values: dict) -> dict:
+        """A subscription's own inputs, from parsed values: what two subscriptions must share to
+        be the same one. Absent, null and ``false`` inputs are left out (``verifiedOnly: false``
+        is no filter at all)."""
+        return {spec["key"]: values[spec["key"]] for spec in self.subscription_inputs
+                if values.get(spec["key"]) not in (None, False)}
+
     def provider_args(self, values: dict) -> dict:
         """Map validated inputs to the provider method's argument names."""
         out = {}
@@ -118,6 +150,17 @@ def _check_rules(data: dict, path: Path) -> None:
     for i, spec in enumerate(data["inputs"]):
         if "default" in spec and spec["type"] == "enum" and spec["default"] not in spec["choices"]:
             raise ManifestError(f"{path.name}: inputs/{i}/default: {spec['default']!r} is not one of the choices")
+    hooks = data.get("hooks")
+    if hooks and hooks["event"] != data["key"]:
+        raise ManifestError(f"{path.name}: hooks/event: {hooks['event']!r} must be the manifest's key {data['key']!r}")
+    for i, spec in enumerate(data["inputs"]):
+        if "filter" in spec and (data["kind"] != "trigger"
+                                 or spec["type"] != ("integer" if spec["filter"]["test"] == "at_least" else "boolean")):
+            raise ManifestError(f"{path.name}: inputs/{i}/filter: a filter belongs to a trigger's integer "
+                                "(at_least) or boolean (is_true) input")
+    step = (data.get("trigger") or {}).get("step")
+    if step and step not in keys:
+        raise ManifestError(f"{path.name}: trigger/step: {step!r} is not one of the inputs")
     for name, message in data["errors"].items():
         try:
             message.format(handle="h", detail="d", provider="p")
@@ -134,6 +177,7 @@ def load_manifests(directory: Path | str) -> dict[str, Manifest]:
     validator = _schema_validator(directory / "schema.json")
     manifests: dict[str, Manifest] = {}
     routes: dict[str, str] = {}
+    hook_routes: set[str] = set()      # one hooks route serves every trigger that names it
     for path in sorted(directory.glob("*.json")):
         if path.name == "schema.json":
             continue
@@ -147,11 +191,14 @@ def load_manifests(directory: Path | str) -> dict[str, Manifest]:
             where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
             raise ManifestError(f"{path.name}: {where}: {err.message}")
         _check_rules(data, path)
-        for route in (data["route"], data.get("hooks", {}).get("route")):
-            if route and route in routes:
+        hook_route = data.get("hooks", {}).get("route")
+        for route in (data["route"], hook_route):
+            if route and route in routes and not (route == hook_route and route in hook_routes):
                 raise ManifestError(f"{path.name}: route: {route} is already used by {routes[route]}")
             if route:
-                routes[route] = path.name
+                routes.setdefault(route, path.name)
+        if hook_route:
+            hook_routes.add(hook_route)
         manifests[data["key"]] = Manifest(key=data["key"], data=data, path=path,
                                        schema=request_schema(data["key"], data["inputs"]))
     if not manifests:

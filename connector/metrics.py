@@ -50,11 +50,13 @@ class _Metrics:
                                   "included) and their duration, by provider, operation and outcome (ok or the "
                                   "error kind)", ["provider", "operation", "outcome"], buckets=LATENCY_BUCKETS,
                                   registry=reg)
-        self.polls = Counter("connector_polls", "Polls of a watch, by where they ran (worker or request) and "
-                             "outcome (ok, the error kind, crashed)", ["where", "outcome"], registry=reg)
-        self.pages = Counter("connector_poll_pages", "Upstream pages read by polls", ["where"], registry=reg)
-        self.new_events = Counter("connector_new_events", "New follower events detected by polls", ["where"],
-                                  registry=reg)
+        self.polls = Counter("connector_polls", "Polls of a watch, by where they ran (worker or request), "
+                             "outcome (ok, the error kind, crashed) and the trigger whose read it is (new_follower "
+                             "for a watch of followers, ...)", ["where", "outcome", "event"], registry=reg)
+        self.pages = Counter("connector_poll_pages", "Upstream pages read by polls, by the trigger whose read it is",
+                             ["where", "event"], registry=reg)
+        self.new_events = Counter("connector_new_events", "New events detected by polls, by event",
+                                  ["where", "event"], registry=reg)
         self.deliveries = Counter("connector_deliveries", "Webhook delivery attempts by outcome (delivered, "
                                   "retry, failed, gone, disabled, skipped, error)", ["outcome"], registry=reg)
         self.lag = Histogram("connector_delivery_lag_seconds", "From an event's commit (its detection) to "
@@ -146,15 +148,16 @@ def timed_upstream(provider: str, operation: str, call):
 def poll_done(result, where: str) -> None:
     """One poll's result (None: the poll crashed)."""
     if result is None:
-        _m.child(_m.polls, where, "crashed").inc()
+        _m.child(_m.polls, where, "crashed", "unknown").inc()
         return
     error = getattr(result, "error", None)
-    _m.child(_m.polls, where, "ok" if error is None else error.kind).inc()
+    event = result.event or "unknown"
+    _m.child(_m.polls, where, "ok" if error is None else error.kind, event).inc()
     if result.pages:
-        _m.child(_m.pages, where).inc(result.pages)
-    if result.new_events:
-        _m.child(_m.new_events, where).inc(result.new_events)
-    credits_spent("new_follower", sum(result.charged.values()))
+        _m.child(_m.pages, where, event).inc(result.pages)
+    for name, count in result.events_by.items():
+        _m.child(_m.new_events, where, name).inc(count)
+    credits_spent(event, sum(result.charged.values()))
 
 
 def delivery_done(outcome: str) -> None:

@@ -101,8 +101,17 @@ def test_modules_kinds_and_errors(app):
     modules = app["makecomapp.json"]["components"]["module"]
     assert {n: m["moduleType"] for n, m in modules.items()} == {
         "getProfile": "action", "listFollowers": "search", "listFollowing": "search",
-        "watchNewFollower": "trigger", "watchNewFollowerInstant": "instant_trigger"}
+        "watchNewFollower": "trigger", "watchNewFollowerInstant": "instant_trigger",
+        "watchNewFollowing": "trigger", "watchNewFollowingInstant": "instant_trigger"}
     assert modules["watchNewFollowerInstant"]["webhook"] == "newFollower"
+    assert modules["watchNewFollowingInstant"]["webhook"] == "newFollowing"
+    # A hook subscribes with the trigger's filters; an empty one is left out.
+    attach = app["webhooks/newFollowing/newFollowing.attach.iml.json"]["body"]
+    assert attach["event"] == "new_following" and attach["handle"] == "{{parameters.handle}}"
+    assert attach["minFollowerCount"] == "{{ifempty(parameters.minFollowerCount, undefined)}}"
+    assert "limit" not in attach
+    epoch = app["modules/watchNewFollowing/watchNewFollowing.epoch.iml.json"]["response"]["output"]
+    assert epoch["label"] == "{{item.followed.uniqueId}}"
     error = app["general/base.iml.json"]["response"]["error"]
     assert error["429"]["type"] == "RateLimitError" and error["401"]["type"] == "InvalidAccessTokenError"
     trigger = app["modules/watchNewFollower/watchNewFollower.communication.iml.json"]["response"]["trigger"]

@@ -63,7 +63,7 @@ def through_the_worker(fleet, settings, clock, monkeypatch, pollers: int = 1):
         raw, _ = svc.keys.create(name="sim")
         caller = svc.keys.authenticate(raw)
         for watch in fleet.watches:
-            create_hook(svc, caller, "fleet", None, event="new_follower", handle=watch.handle,
+            create_hook(svc, caller, svc.manifests["new_follower"], "fleet", None, handle=watch.handle, inputs={},
                         target_url="http://127.0.0.1:9/hook", request_source="API")
         while True:
             with svc.store.connect() as conn:

@@ -10,7 +10,7 @@ from ..errors import BadRequest, UpstreamError, worded
 from ..manifests import Manifest
 from ..trigger import subscriptions
 from ..trigger.targets import EXAMPLE, check_target_url
-from ..trigger.watches import trigger_manifest
+from ..trigger.watches import trigger_manifests
 from .common import (REQUEST_SOURCES, authenticate, count_request, counted_body, request_source, services,
                      stored_provider_choice, upstream_failure)
 from .errors import HTTP_WORDS
@@ -37,9 +37,14 @@ def _shown(view: dict) -> dict:
 
 
 def register(app, manifests: dict[str, Manifest]) -> None:
-    manifest = trigger_manifest(manifests)
-    allowed_events = sorted(m.hooks["event"] for m in manifests.values() if m.data.get("hooks"))
-    route = manifest.hooks["route"]
+    triggers = {event: m for event, m in trigger_manifests(manifests).items() if m.data.get("hooks")}
+    allowed_events = sorted(triggers)
+    routes = sorted({m.hooks["route"] for m in triggers.values()})
+    if not routes:
+        return
+    if len(routes) > 1:   # (the loader lets triggers share one hooks route; the API has one)
+        raise ValueError(f"every trigger's hooks route must be the same, not {', '.join(routes)}")
+    route = routes[0]
     bp = Blueprint("hooks", __name__)
 
     def create_hook():
@@ -47,17 +52,21 @@ def register(app, manifests: dict[str, Manifest]) -> None:
         caller = authenticate()
         body = _object(counted_body(caller, "hooks"), '{"event": "new_follower", "handle": "stoolpresidente", '
                                                      f'"targetUrl": "{EXAMPLE}"}}')
-        _no_unknown(body, HOOK_FIELDS)
-        if body.get("event") not in allowed_events:
+        event = body.get("event")
+        if not isinstance(event, str) or event not in allowed_events:
             raise BadRequest(f"'event' must be one of: {', '.join(allowed_events)}.")
+        manifest = triggers[event]
+        own = [spec["key"] for spec in manifest.subscription_inputs]
+        _no_unknown(body, HOOK_FIELDS + tuple(own))
         if "requestSource" in body and body["requestSource"] not in REQUEST_SOURCES:
             raise BadRequest(f"'requestSource' must be one of: {', '.join(REQUEST_SOURCES)}.")
-        handle = manifest.parse({"handle": body.get("handle")})["handle"]
+        values = manifest.parse({"handle": body.get("handle"), **{k: body[k] for k in own if k in body}})
+        handle, inputs = values["handle"], manifest.subscription(values)
         target = check_target_url(body.get("targetUrl"), allow_private=svc.settings.allow_private_targets)
         provider_name, credentials = stored_provider_choice()
         try:
             hook, created = subscriptions.create_hook(
-                svc, caller, provider_name, credentials, event=body["event"], handle=handle, target_url=target,
+                svc, caller, manifest, provider_name, credentials, handle=handle, inputs=inputs, target_url=target,
                 request_source=request_source(body))
         except UpstreamError as exc:
             raise upstream_failure(manifest, exc, handle, (credentials,) if credentials else ()) from None

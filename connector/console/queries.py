@@ -91,7 +91,7 @@ def _page(number: int, total: int, rows: list[dict], size: int) -> TablePage:
 
 def watches_query(filters: Filters):
     """The watches of a page, next poll first (``ix_watches_due``); without OFFSET/LIMIT."""
-    return (sa.select(watches.c.id, watches.c.handle, watches.c.provider, watches.c.status,
+    return (sa.select(watches.c.id, watches.c.handle, watches.c.operation, watches.c.provider, watches.c.status,
                       watches.c.last_poll_at, watches.c.next_poll_at, watches.c.last_error,
                       watches.c.resume_cursor, watches.c.pages_read, watches.c.credits_spent,
                       watches.c.lease_owner, watches.c.lease_expires_at, watches.c.poll_interval,
@@ -211,7 +211,7 @@ def _hook_columns():
             subscriptions.c.target_url, subscriptions.c.target_host, subscriptions.c.last_error,
             subscriptions.c.failing_since, subscriptions.c.created_at, subscriptions.c.last_called_at,
             subscriptions.c.credits_spent, subscriptions.c.request_source, subscriptions.c.watch_id,
-            watches.c.handle, watches.c.provider, watches.c.status.label("watch_status"),
+            subscriptions.c.event, watches.c.handle, watches.c.provider, watches.c.status.label("watch_status"),
             watches.c.last_error.label("watch_error"), api_keys.c.name.label("key_name"))
 
 

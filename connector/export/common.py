@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
+from ..manifests import REQUEST_ONLY_INPUTS
 from ..providers import PROVIDERS
 
 PROVIDER_NAMES = tuple(PROVIDERS)   # the registry's, for the X-Provider choices
 
 __all__ = ["PROVIDER_NAMES", "as_data", "dump_json", "platform_type", "flat_key",
-           "user_inputs", "example_value"]
+           "user_inputs", "hook_inputs", "example_value", "REQUEST_ONLY_INPUTS"]
 
 
 def as_data(manifests: Mapping[str, Any]) -> dict[str, dict]:
@@ -42,6 +43,13 @@ def user_inputs(manifest: dict) -> list[dict]:
     """The inputs a Zapier or Make user fills in: all but ``requestSource``, which the
     platform export always sets itself."""
     return [spec for spec in manifest["inputs"] if spec["key"] != "requestSource"]
+
+
+def hook_inputs(manifest: dict) -> list[dict]:
+    """The inputs a REST hook subscribes with: the watched account and the trigger's own
+    inputs (filters, ``every``...), not those of one polling request (``limit``)."""
+    return [spec for spec in user_inputs(manifest)
+            if spec["key"] == "handle" or spec["key"] not in REQUEST_ONLY_INPUTS]
 
 
 def example_value(spec: dict) -> Any:

@@ -17,7 +17,7 @@ Every request says ``requestSource: MAKE_DOT_COM`` (header, and body where the r
 from __future__ import annotations
 
 from ..errors import ERROR_KINDS
-from .common import PROVIDER_NAMES, as_data, dump_json, platform_type, user_inputs
+from .common import PROVIDER_NAMES, as_data, dump_json, hook_inputs, platform_type, user_inputs
 
 __all__ = ["CONNECTION", "build", "render"]
 
@@ -220,8 +220,9 @@ def polling_trigger_module(manifest: dict) -> dict:
     maximum = (limit_spec or {}).get("maximum", 100)
     epoch = _trigger_request(manifest, inputs, maximum)
     label = "{{item.id}}"
-    if any(f["key"] == "follower.uniqueId" for f in output["fields"]):
-        label = "{{item.follower.uniqueId}}"
+    subject = manifest.get("trigger", {}).get("subject")
+    if any(f["key"] == f"{subject}.uniqueId" for f in output["fields"]):
+        label = f"{{{{item.{subject}.uniqueId}}}}"
     epoch["response"] = {"iterate": "{{body.events}}", "limit": maximum,
                          "output": {"label": label, "date": f"{{{{item.{date_path or id_path}}}}}",
                                     "id": f"{{{{item.{order_path}}}}}"}}
@@ -237,9 +238,8 @@ def polling_trigger_module(manifest: dict) -> dict:
 
 def webhook(manifest: dict) -> dict:
     hooks = manifest["hooks"]
-    inputs = [s for s in user_inputs(manifest) if s["required"]]
-    body = {"event": hooks["event"], **{s["key"]: f"{{{{parameters.{s['key']}}}}}" for s in inputs},
-            "targetUrl": "{{webhook.url}}"}
+    inputs = hook_inputs(manifest)
+    body = {"event": hooks["event"], **body_of(manifest, inputs), "targetUrl": "{{webhook.url}}"}
     return {
         "communication": {"respond": {"type": "json", "status": 200, "body": {"ok": True}},
                           "output": "{{body}}"},
@@ -334,7 +334,7 @@ def build(manifests) -> dict:
 
 def readme(modules: dict) -> str:
     lines = ["# TikTok (tiktok-connector)", "",
-             "TikTok profiles, followers and following, and a New Follower trigger, through your own "
+             "TikTok profiles, followers and following, and triggers on them, through your own "
              "self-hosted tiktok-connector. Create a connection with the service URL and a caller key "
              "(`connector keys create --name make`); optionally pick a provider and your own provider key.",
              "", "## Modules", ""]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .. import __version__, inputs
 from ..errors import ERROR_KINDS
-from .common import PROVIDER_NAMES, as_data, dump_json
+from .common import PROVIDER_NAMES, REQUEST_ONLY_INPUTS, as_data, dump_json
 
 JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean",
               "datetime": "string", "enum": "string"}
@@ -175,19 +175,28 @@ QUOTA = {403: ["This API key has as many hooks (or watched accounts) as it may h
          409: ["The watch was removed while subscribing; please try again."]}
 
 
-def hook_operations(manifest: dict) -> dict[str, dict]:
+def _hook_body(manifest: dict) -> dict:
+    """The body that subscribes a hook to ``manifest``'s event: the watched account and the
+    trigger's own inputs (filters, ``every``...)."""
+    inputs = {spec["key"]: spec for spec in manifest["inputs"]}
+    properties = {"event": {"type": "string", "enum": [manifest["hooks"]["event"]]},
+                  "handle": input_schema(inputs["handle"]),
+                  "targetUrl": {"type": "string", "format": "uri", "description": "Where each event is POSTed (https)."},
+                  **{key: input_schema(spec) for key, spec in inputs.items() if key not in REQUEST_ONLY_INPUTS},
+                  "requestSource": {**input_schema(inputs["requestSource"]),
+                                    "description": "Who creates the hook (or the X-Request-Source header)."}}
+    return {"type": "object", "additionalProperties": False, "required": ["event", "handle", "targetUrl"],
+            "title": manifest["label"], "properties": properties}
+
+
+def hook_operations(triggers: list[dict]) -> dict[str, dict]:
+    """The hooks routes, shared by every trigger in ``triggers`` (manifests with ``hooks``)."""
+    manifest = triggers[0]
     hooks = manifest["hooks"]
     handle = next(spec for spec in manifest["inputs"] if spec["key"] == "handle")
-    source = next(spec for spec in manifest["inputs"] if spec["key"] == "requestSource")
     hook_ref = {"$ref": "#/components/schemas/Hook"}
-    create_body = {"type": "object", "additionalProperties": False, "required": ["event", "handle", "targetUrl"],
-                   "properties": {"event": {"type": "string", "enum": [hooks["event"]]},
-                                  "handle": input_schema(handle),
-                                  "targetUrl": {"type": "string", "format": "uri",
-                                                "description": "Where each event is POSTed (https)."},
-                                  "requestSource": {**input_schema(source),
-                                                    "description": "Who creates the hook (or the "
-                                                                   "X-Request-Source header)."}}}
+    bodies = [_hook_body(m) for m in triggers]
+    create_body = bodies[0] if len(bodies) == 1 else {"oneOf": bodies}
     patch_body = {"type": "object", "additionalProperties": False, "required": ["enabled"],
                   "properties": {"enabled": {"type": "boolean", "description":
                                              "false pauses the hook; true enables it again (also after "
@@ -196,11 +205,11 @@ def hook_operations(manifest: dict) -> dict[str, dict]:
     tag = ["hooks"]
     return {
         hooks["route"]: {
-            "post": {"operationId": f"{manifest['key']}_subscribe", "summary": f"Subscribe to {manifest['label']}",
-                     "description": "Creates a REST hook: each new event is POSTed to targetUrl with Standard "
-                                    "Webhooks signature headers. Followers that exist now never fire. "
-                                    "Subscribing again with the same handle and targetUrl returns the "
-                                    "existing hook (200).",
+            "post": {"operationId": "subscribe", "summary": "Subscribe to a trigger's events",
+                     "description": "Creates a REST hook for one event (" + ", ".join(m["hooks"]["event"] for m in triggers)
+                                    + "): each new event is POSTed to targetUrl with Standard Webhooks signature "
+                                    "headers. What exists now never fires. Subscribing again with the same event, "
+                                    "handle, inputs and targetUrl returns the existing hook (200).",
                      "tags": tag, "parameters": PROVIDER_HEADERS,
                      "requestBody": {"required": True, "content": json_content(
                          create_body, {"event": hooks["event"], "handle": handle.get("example", "name"),
@@ -210,7 +219,7 @@ def hook_operations(manifest: dict) -> dict[str, dict]:
                                    "200": {"description": "Already subscribed: the existing hook",
                                            "headers": RATE_HEADERS, "content": json_content(hook_ref)},
                                    **error_responses(manifest, QUOTA)}},
-            "get": {"operationId": f"{manifest['key']}_list_hooks", "summary": "List your hooks",
+            "get": {"operationId": "list_hooks", "summary": "List your hooks",
                     "tags": tag,
                     "responses": {"200": {"description": "The caller's hooks", "headers": RATE_HEADERS,
                                           "content": json_content({"type": "object", "required": ["hooks"],
@@ -219,19 +228,19 @@ def hook_operations(manifest: dict) -> dict[str, dict]:
                                   **error_responses(None)}},
         },
         hooks["route"] + "/{hookId}": {
-            "get": {"operationId": f"{manifest['key']}_get_hook", "summary": "A hook's status",
+            "get": {"operationId": "get_hook", "summary": "A hook's status",
                     "description": "Status, last poll, last error, credits spent and recent deliveries.",
                     "tags": tag, "parameters": hook_id,
                     "responses": {"200": {"description": "The hook", "headers": RATE_HEADERS,
                                           "content": json_content(hook_ref)},
                                   **error_responses(None, NOT_FOUND_HOOK)}},
-            "patch": {"operationId": f"{manifest['key']}_update_hook", "summary": "Pause or enable a hook",
+            "patch": {"operationId": "update_hook", "summary": "Pause or enable a hook",
                       "tags": tag, "parameters": hook_id,
                       "requestBody": {"required": True, "content": json_content(patch_body, {"enabled": True})},
                       "responses": {"200": {"description": "The hook", "headers": RATE_HEADERS,
                                             "content": json_content(hook_ref)},
                                     **error_responses(None, NOT_FOUND_HOOK)}},
-            "delete": {"operationId": f"{manifest['key']}_unsubscribe", "summary": "Unsubscribe",
+            "delete": {"operationId": "unsubscribe", "summary": "Unsubscribe",
                        "tags": tag, "parameters": hook_id,
                        "responses": {"204": {"description": "Deleted"},
                                      **error_responses(None, NOT_FOUND_HOOK)}},
@@ -257,8 +266,9 @@ def build(manifests) -> dict:
         else:
             schemas[_event_name(manifest)] = event_schema(manifest)
             paths[manifest["route"]] = {"post": polling_operation(manifest)}
-            if "hooks" in manifest:
-                paths.update(hook_operations(manifest))
+    hooked = [m for m in manifests.values() if m["kind"] == "trigger" and "hooks" in m]
+    if hooked:
+        paths.update(hook_operations(hooked))
     health = json_content({"$ref": "#/components/schemas/Health"})
     schemas["Health"] = HEALTH_SCHEMA
     paths["/healthz"] = {"get": {"operationId": "health", "summary": "Health check", "security": [],
@@ -287,7 +297,7 @@ def build(manifests) -> dict:
         "openapi": "3.1.0",
         "info": {"title": "tiktok-connector", "version": __version__,
                  "description": "TikTok profile, followers and following over one stable API, "
-                                "and a New Follower trigger for Zapier, Make and webhooks."},
+                                "and triggers (new followers, new following, ...) for Zapier, Make and webhooks."},
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}, {"apiKey": []}],
         "tags": [{"name": "actions"}, {"name": "triggers"}, {"name": "hooks"}, {"name": "meta"}],

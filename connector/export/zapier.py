@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import json
 
-from .common import PROVIDER_NAMES, as_data, dump_json, example_value, flat_key, platform_type, user_inputs
+from .common import (PROVIDER_NAMES, as_data, dump_json, example_value, flat_key, hook_inputs, platform_type,
+                     user_inputs)
 
 __all__ = ["JEST_VERSION", "ZAPIER_CORE_VERSION", "build", "render"]
 
@@ -239,8 +240,9 @@ def polling_trigger(manifest: dict) -> dict:
 def hook_trigger(manifest: dict) -> dict:
     """REST hook: subscribe with Zapier's target URL, deliveries are the events themselves."""
     hooks = manifest["hooks"]
-    # The hooks route takes the required inputs (the watched account); optional ones shape polls only.
-    inputs = [spec for spec in user_inputs(manifest) if spec["required"]]
+    # The hooks route takes the watched account and the trigger's own inputs (filters...);
+    # ``limit`` shapes polls only.
+    inputs = hook_inputs(manifest)
     body = {spec["key"]: f"{{{{bundle.inputData.{spec['key']}}}}}" for spec in inputs}
     subscribe = {"url": SERVICE_URL + hooks["route"], "method": "POST",
                  "body": {"event": hooks["event"], **body, "targetUrl": "{{bundle.targetUrl}}"},
@@ -569,7 +571,7 @@ def package_json() -> dict:
     return {
         "name": "tiktok-connector-zapier",
         "version": APP_VERSION,
-        "description": "TikTok profile, followers and following, and a New Follower trigger, "
+        "description": "TikTok profile, followers and following, and triggers on followers and following, "
                        "through a self-hosted tiktok-connector.",
         "main": "index.js",
         "private": True,

@@ -1,7 +1,10 @@
-"""Event ids and the event shape of CONTRACT.md section 5.
+"""Event ids and the event shapes of CONTRACT.md section 5.
 
-The id is a pure function of the watch and the follower, so the same follower of the same
-watch always has the same id, whichever process detects it and however often.
+The id is a pure function of the watch and the event's *subject* (an account of a list, a
+milestone and its ``every``, ...), so the same subject of the same watch always has the same
+id, whichever process detects it and however often. Several triggers may read one watch
+(New Follower, its filtered subscriptions, Lost Follower all read followers): each event
+name has subjects of its own (:func:`subject_key`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,19 @@ FOLLOWER_FIELDS = ("id", "uniqueId", "nickname", "avatarThumb", "signature", "ve
 FOLLOWER_STATS = ("followerCount", "followingCount", "heartCount", "videoCount")
 
 
+GAP = "gap_detected"
+
+
+def subject_key(event: str, key: str) -> str:
+    """The subject of an ``event`` about ``key`` on a watch (``events.follower_key``).
+
+    New Follower's subjects are the follower keys themselves, as before there were other
+    triggers: the ids of events already delivered stay what they were."""
+    return key if event == EVENT else f"{event}:{key}"
+
+
 def event_id(watch_id: str, follower_key: str) -> str:
+    """The id of the event whose subject (see :func:`subject_key`) is ``follower_key``."""
     return "evt_" + hashlib.sha256(f"{watch_id}:{follower_key}".encode()).hexdigest()[:24]
 
 
@@ -38,15 +53,28 @@ def follower_fields(record: dict) -> dict:
 
 
 def event_payload(watch_id: str, follower_key: str, record: dict, *, handle: str, provider: str,
-                  detected_at: float | None = None) -> dict:
+                  detected_at: float | None = None, event: str = EVENT, subject: str = "follower") -> dict:
+    """An account event (``new_follower``, ``new_following``, ...): the account's fields under
+    ``subject``. ``follower_key`` is the account's key; the id is that of its subject."""
     return {
-        "id": event_id(watch_id, follower_key),
-        "event": EVENT,
+        "id": event_id(watch_id, subject_key(event, follower_key)),
+        "event": event,
         "handle": handle,
-        "follower": follower_fields(record),
+        subject: follower_fields(record),
         "detectedAt": iso(time.time() if detected_at is None else detected_at),
         "provider": provider,
     }
+
+
+def passes(filters: list[tuple[str, str, object]], fields: dict) -> bool:
+    """Whether an account's fields pass a subscription's filters ``[(field, test, value)]``."""
+    for name, test, value in filters:
+        have = fields.get(name)
+        if test == "at_least" and not (isinstance(have, (int, float)) and have >= value):
+            return False
+        if test == "is_true" and value and have is not True:
+            return False
+    return True
 
 
 def dumps(payload: dict) -> str:

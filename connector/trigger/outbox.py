@@ -15,6 +15,7 @@ credits back too.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .billing import Tab, settle
-from .events import dumps, event_payload
+from .events import dumps, event_payload, follower_fields, passes, subject_key
 from .leases import LeaseLost
 from .schedule import Observation, Policy, dump_state, plan, rate_per_day
 from .tables import deliveries, events, inbox, seen_followers, subscriptions, watches
@@ -71,23 +72,36 @@ def _insert_many(conn, dialect, table, rows: list[dict], returning=None) -> list
     return []
 
 
-def store_events(conn, dialect, wid, handle, provider_name, oldest_first, now, *, baseline,
-                 recipients: list | None = None) -> int:
-    """Seen rows, events and their delivery and inbox rows; returns how many events were new.
+def mark_seen(conn, dialect, wid: str, keys: list[str]) -> None:
+    """The accounts a newest-first walk must stop at from now on."""
+    if keys:
+        _insert_many(conn, dialect, seen_followers, [{"watch_id": wid, "follower_key": key} for key in keys])
 
-    ``recipients[i]`` is ``(hook_ids, poll_ids)`` for the i-th follower of ``oldest_first``.
-    One multi-row statement per table (however many followers), events oldest first so
-    that ``seq`` puts the newest last.
-    """
-    if not oldest_first:
-        return 0
-    _insert_many(conn, dialect, seen_followers, [{"watch_id": wid, "follower_key": key} for key, _ in oldest_first])
+
+def account_events(watch, manifest, oldest_first: list[tuple[str, dict]], now: float, *,
+                   baseline: bool) -> list[dict]:
+    """The ``events`` rows of ``manifest``'s event about accounts ``[(key, record)]``."""
     rows = []
     for key, record in oldest_first:
-        payload = event_payload(wid, key, record, handle=handle, provider=provider_name, detected_at=now)
-        rows.append({"id": payload["id"], "watch_id": wid, "follower_key": key, "payload": dumps(payload),
-                     "detected_at": now, "baseline": baseline})
+        payload = event_payload(watch["id"], key, record, handle=watch["handle"], provider=watch["provider"],
+                                detected_at=now, event=manifest.event, subject=manifest.subject)
+        rows.append({"id": payload["id"], "watch_id": watch["id"], "follower_key": subject_key(manifest.event, key),
+                     "event": manifest.event, "payload": dumps(payload), "detected_at": now, "baseline": baseline})
+    return rows
+
+
+def store_events(conn, dialect, rows: list[dict], now: float, *, recipients: list | None = None,
+                 counts=None) -> int:
+    """Events (``rows``, oldest first) and their delivery and inbox rows; returns how many
+    events were new. ``recipients[i]`` is ``(hook_ids, poll_ids)`` for ``rows[i]``: only a new
+    event is sent, so a subject never fires twice. One multi-row statement per table, events
+    oldest first so that ``seq`` puts the newest last.
+    """
+    if not rows:
+        return 0
     new = dict(_insert_many(conn, dialect, events, rows, returning=(events.c.id, events.c.seq)))
+    if counts is not None:
+        counts.update(row["event"] for row in rows if row["id"] in new)
     if recipients is not None:
         sends, inboxes = [], []
         for row, (hook_ids, poll_ids) in zip(rows, recipients):
@@ -104,17 +118,44 @@ def store_events(conn, dialect, wid, handle, provider_name, oldest_first, now, *
     return len(new)
 
 
-def _recipients(subs, item: Found) -> tuple[list[str], list[str]]:
-    """The hooks and polling subscriptions an event goes to: those whose key may receive its
-    page and, for a follower found in a gap, that existed when the gap opened."""
+def subscription_filters(manifest, sub) -> list[tuple[str, str, object]]:
+    """A subscription's filters ``[(field, test, value)]`` from its stored inputs."""
+    inputs = json.loads(sub["inputs"]) if sub["inputs"] else {}
+    return [(spec["filter"]["field"], spec["filter"]["test"], inputs[spec["key"]])
+            for spec in manifest.subscription_inputs if "filter" in spec and spec["key"] in inputs]
+
+
+def _recipients(subs, item: Found, fields: dict | None = None) -> tuple[list[str], list[str]]:
+    """The hooks and polling subscriptions (of one event, each with its filters) an event
+    goes to: those whose key may receive its page, that existed when its gap opened, and
+    whose filters the account passes."""
     hooks, polls = [], []
-    for sub in subs:
+    for sub, filters in subs:
         if sub["key_id"] not in item.payers or sub["status"] in SILENT_STATUSES:
             continue
         if item.since is not None and sub["created_at"] > item.since:
             continue
+        if filters and not passes(filters, fields):
+            continue
         (hooks if sub["kind"] == "hook" else polls).append(sub["id"])
     return hooks, polls
+
+
+def _account_events(svc, watch, subs, oldest_first: list[Found], now: float) -> tuple[list, list]:
+    """The events of what a newest-first walk found, one per account and trigger subscribed
+    to on the watch, with their recipients."""
+    by_event: dict[str, list] = {}
+    for sub in subs:
+        manifest = svc.manifests.get(sub["event"])
+        if manifest is not None and manifest.strategy == "newest_first":
+            by_event.setdefault(sub["event"], []).append((sub, subscription_filters(manifest, sub)))
+    rows, recipients = [], []
+    for item in oldest_first:
+        fields = follower_fields(item.record)
+        for event, event_subs in by_event.items():
+            rows.extend(account_events(watch, svc.manifests[event], [(item.key, item.record)], now, baseline=False))
+            recipients.append(_recipients(event_subs, item, fields))
+    return rows, recipients
 
 
 # The statements every poll's commit runs, built once (building and keying a statement per
@@ -140,7 +181,7 @@ def _subscriptions_for_update(conn, dialect: str, wid: str):
 
 def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: list[Found], *, now: float,
                 pages: int = 0, backlog: bool = False, subscriber: str | None = None,
-                observation: Observation | None = None) -> int:
+                observation: Observation | None = None, counts=None) -> int:
     """The poll's one transaction; returns how many events were new.
 
     The next poll is the schedule's (:func:`.schedule.plan`) from ``observation``, what
@@ -169,9 +210,9 @@ def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: li
                 conn.execute(watches.update().where(watches.c.id == wid).values(
                     credits_spent=watches.c.credits_spent - sum(tab.charged[k] for k in gone)))
             settle(conn, wid, subs, tab, refunded=gone)
-            inserted = store_events(conn, dialect, wid, watch["handle"], watch["provider"],
-                                    [(item.key, item.record) for item in oldest_first], now, baseline=False,
-                                    recipients=[_recipients(subs, item) for item in oldest_first])
+            mark_seen(conn, dialect, wid, [item.key for item in oldest_first])
+            rows, recipients = _account_events(svc, watch, subs, oldest_first, now)
+            inserted = store_events(conn, dialect, rows, now, recipients=recipients, counts=counts)
     except BaseException:
         refunded = tab.refund()
         if refunded:

@@ -14,6 +14,7 @@ for it; new ones are shared with the subscriptions paid up at that moment.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ from .leases import LeaseLost, claim_watch, new_owner, release_watch, renew_leas
 from .outbox import Found, commit_poll
 from .schedule import Observation
 from .tables import seen_followers, subscriptions, watches
-from .watches import dump_gaps, load_gaps, trigger_manifest
+from .watches import dump_gaps, load_gaps, reader_manifest
 
 log = logging.getLogger("connector.trigger")
 
@@ -49,6 +50,8 @@ class PollResult:
     lease_lost: bool = False
     first_page: list = field(default_factory=list)   # [(key, record)] of the top page, newest first
     charged: dict = field(default_factory=dict)      # key id -> credits this poll kept
+    event: str | None = None                         # the trigger whose read it is (metrics name it)
+    events_by: dict = field(default_factory=dict)    # event name -> new events
 
     def refused(self, key_id: str) -> bool:
         """The key could pay nothing of this poll (its caller gets a 403)."""
@@ -89,8 +92,8 @@ class _Poll:
 
     def __init__(self, svc, wid: str, owner: str, subscriber: Caller | None):
         self.svc, self.wid, self.owner, self.subscriber = svc, wid, owner, subscriber
+        self.events_by: Counter = Counter()         # event name -> new events committed
         self.opts = svc.settings.worker
-        self.manifest = trigger_manifest(svc.manifests)
         self.now = svc.clock()
         self.page_payers: list[frozenset] = []     # who may receive each page read, in order
         self.first_page: list = []
@@ -106,6 +109,7 @@ class _Poll:
         if prepared is None:
             return False
         self.watch = prepared.watch
+        self.manifest = reader_manifest(self.svc.manifests, self.watch["operation"])
         paying = paying_subscriptions(prepared.subs, self.svc.settings, self.now)
         for sub in paying:
             since = self.key_since.get(sub["key_id"])
@@ -163,7 +167,7 @@ class _Poll:
                observation: Observation | None = None) -> int:
         return commit_poll(self.svc, self.watch, self.owner, self.tab, values, found, now=self.now, pages=pages,
                            backlog=backlog, subscriber=self.subscriber.id if self.subscriber else None,
-                           observation=observation)
+                           observation=observation, counts=self.events_by)
 
     def fail(self, kind: str | None, message: str, status: str, clear_gaps: bool = False) -> PollResult:
         """Record a failed poll. What it read is dropped, so what it charged is refunded."""
@@ -179,7 +183,8 @@ class _Poll:
 
     def result(self, status: str, **kwargs) -> PollResult:
         return PollResult(status=status, unpaid=self.tab.unpaid,
-                          charged={k: v for k, v in self.tab.charged.items() if v > 0}, **kwargs)
+                          charged={k: v for k, v in self.tab.charged.items() if v > 0},
+                          event=self.manifest.event, events_by=dict(self.events_by), **kwargs)
 
     def lost(self) -> PollResult:
         """The lease (or the watch) is gone: nothing is committed, so nothing is charged."""

@@ -28,13 +28,13 @@ from ..store import insert_ignore
 from ..store.keys import Caller
 from .billing import can_pay
 from .crypto import credential_hash
-from .events import EVENT, event_id, iso
-from .outbox import store_events
+from .events import EVENT, follower_fields, iso, passes
+from .outbox import account_events, store_events, subscription_filters
 from .poll import poll_in_request
 from .signing import new_webhook_secret
 from .tables import deliveries, delivery_attempts, events, inbox, subscriptions, watches
 from .targets import target_receiver
-from .watches import create_watch, delete_subscription, get_watch, trigger_manifest, watch_id
+from .watches import create_watch, delete_subscription, get_watch, reader_manifest, watch_id
 
 RECENT_ATTEMPTS = 20
 WATCH_FAILURES = ("not_found", "auth_failed")
@@ -80,16 +80,16 @@ def _catch_up(svc, watch, caller: Caller):
     return result.pages, result.first_page
 
 
-def _open(svc, provider_name, credentials, handle, caller: Caller, source: str):
+def _open(svc, manifest: Manifest, provider_name, credentials, handle, caller: Caller, source: str):
     """The watch (created, or caught up for this subscriber); ``(watch, credits paid, samples)``."""
-    cost = trigger_manifest(svc.manifests).cost
+    cost = reader_manifest(svc.manifests, manifest.operation).cost
     with svc.store.connect() as conn:
-        watch = get_watch(conn, watch_id(provider_name, credential_hash(credentials), handle))
+        watch = get_watch(conn, watch_id(provider_name, credential_hash(credentials), handle, manifest.operation))
     if watch is None:
-        watch, _created, samples = create_watch(svc, provider_name, credentials, handle, caller, source)
+        watch, _created, samples = create_watch(svc, manifest, provider_name, credentials, handle, caller, source)
         return watch, cost, samples
     pages, samples = _catch_up(svc, watch, caller)
-    svc.keys.record_spend(caller, EVENT, source, pages * cost)
+    svc.keys.record_spend(caller, manifest.event, source, pages * cost)
     with svc.store.connect() as conn:
         watch = get_watch(conn, watch["id"]) or watch
     failure = _stored_failure(watch)
@@ -102,13 +102,13 @@ class _WatchGone(Exception):
     """The watch was deleted (its last subscription went) between opening it and subscribing."""
 
 
-def _subscribe(svc, caller: Caller, provider_name, credentials, handle, source, write):
+def _subscribe(svc, manifest: Manifest, caller: Caller, provider_name, credentials, handle, source, write):
     """Open the watch for ``caller`` (paid by it alone), then run ``write(conn, watch, spent,
     samples)`` in one transaction that first checks the watch still exists, and return what
     it returns. Once more if a DELETE removed the watch meanwhile; the reads lost with it are
     refunded."""
     for _ in range(2):
-        watch, spent, samples = _open(svc, provider_name, credentials, handle, caller, source)
+        watch, spent, samples = _open(svc, manifest, provider_name, credentials, handle, caller, source)
         try:
             with svc.store.write() as conn:
                 if get_watch(conn, watch["id"]) is None:
@@ -126,20 +126,32 @@ def _vanished(handle: str) -> Conflict:
 
 # -- hooks ----------------------------------------------------------------------------------
 
-def hook_dedupe_key(key_id: str, wid: str, event: str, target_url: str) -> str:
-    return hashlib.sha256(f"{key_id}\n{wid}\n{event}\n{target_url}".encode()).hexdigest()
+def _canonical(inputs: dict | None) -> str:
+    return json.dumps(inputs, sort_keys=True, separators=(",", ":")) if inputs else ""
+
+
+def hook_dedupe_key(key_id: str, wid: str, event: str, target_url: str, inputs: dict | None = None) -> str:
+    """The same hook: key, watch, event, target URL and inputs (a hook without inputs keeps
+    the key it had before hooks had inputs)."""
+    extra = f"\n{_canonical(inputs)}" if inputs else ""
+    return hashlib.sha256(f"{key_id}\n{wid}\n{event}\n{target_url}{extra}".encode()).hexdigest()
+
+
+def _inputs(sub) -> dict:
+    return json.loads(sub["inputs"]) if sub["inputs"] else {}
 
 
 def _created_view(sub, handle: str) -> dict:
     return {"id": sub["id"], "event": sub["event"], "handle": handle, "targetUrl": sub["target_url"],
-            "secret": sub["secret"], "createdAt": iso(sub["created_at"])}
+            "secret": sub["secret"], "createdAt": iso(sub["created_at"]), **_inputs(sub)}
 
 
-def create_hook(svc, caller: Caller, provider_name: str, credentials: str | None, *, event: str,
-                handle: str, target_url: str, request_source: str) -> tuple[dict, bool]:
+def create_hook(svc, caller: Caller, manifest: Manifest, provider_name: str, credentials: str | None, *,
+                handle: str, inputs: dict, target_url: str, request_source: str) -> tuple[dict, bool]:
     """The hook, as its creator sees it once (with its secret), and whether it is new."""
-    wid = watch_id(provider_name, credential_hash(credentials), handle)
-    dedupe = hook_dedupe_key(caller.id, wid, event, target_url)
+    event = manifest.event
+    wid = watch_id(provider_name, credential_hash(credentials), handle, manifest.operation)
+    dedupe = hook_dedupe_key(caller.id, wid, event, target_url, inputs)
 
     def existing():
         with svc.store.connect() as conn:
@@ -149,12 +161,12 @@ def create_hook(svc, caller: Caller, provider_name: str, credentials: str | None
     if row is not None:
         return _created_view(row, handle), False
     _check_quotas(svc, caller, wid, new_hook=True)
-    if not can_pay(svc.keys, caller, trigger_manifest(svc.manifests).cost):
+    if not can_pay(svc.keys, caller, reader_manifest(svc.manifests, manifest.operation).cost):
         raise InsufficientCredits()
 
     def insert(conn, watch, spent, _samples):
         sub = {"id": "hook_" + secrets.token_hex(12), "watch_id": watch["id"], "key_id": caller.id,
-               "kind": "hook", "event": event, "target_url": target_url,
+               "kind": "hook", "event": event, "target_url": target_url, "inputs": _canonical(inputs) or None,
                "target_host": target_receiver(target_url), "dedupe_key": dedupe, "secret": new_webhook_secret(),
                "request_source": request_source, "status": "active", "credits_spent": spent,
                "created_at": svc.clock(), "last_called_at": None}
@@ -162,7 +174,7 @@ def create_hook(svc, caller: Caller, provider_name: str, credentials: str | None
                                 .returning(subscriptions.c.id)).first() is not None
         return sub if inserted else None, spent
 
-    sub, spent = _subscribe(svc, caller, provider_name, credentials, handle, request_source, insert)
+    sub, spent = _subscribe(svc, manifest, caller, provider_name, credentials, handle, request_source, insert)
     if sub is None:      # the same hook was created by a concurrent request: its reads cost nothing
         svc.keys.refund(caller, spent)
         return _created_view(existing(), handle), False
@@ -181,7 +193,7 @@ def _own_hook(conn, caller: Caller, hook_id: str):
 def _hook_view(sub, watch, attempts=None, pending: int | None = None) -> dict:
     status = sub["status"] if sub["status"] != "active" else watch["status"]
     view = {"id": sub["id"], "event": sub["event"], "handle": watch["handle"], "targetUrl": sub["target_url"],
-            "createdAt": iso(sub["created_at"]), "status": status, "statusReason": sub["status_reason"],
+            **_inputs(sub), "createdAt": iso(sub["created_at"]), "status": status, "statusReason": sub["status_reason"],
             "provider": watch["provider"], "lastPollAt": iso(watch["last_poll_at"]),
             "nextPollAt": iso(watch["next_poll_at"]), "pollIntervalSeconds": watch.get("poll_interval"),
             "lastError": watch["last_error"] or sub["last_error"],
@@ -253,51 +265,57 @@ def set_hook_enabled(svc, caller: Caller, hook_id: str, enabled: bool) -> dict:
 
 # -- polling --------------------------------------------------------------------------------
 
-def poll_subscription_id(wid: str, key_id: str) -> str:
-    return "poll_" + hashlib.sha256(f"{wid}:{key_id}".encode()).hexdigest()[:24]
+def poll_subscription_id(wid: str, key_id: str, event: str = EVENT, inputs: dict | None = None) -> str:
+    """One polling subscription per key, watch, event and inputs (New Follower's without
+    inputs keeps the id it had before there were other triggers)."""
+    subject = f"{wid}:{key_id}" + ("" if event == EVENT and not inputs else f":{event}:{_canonical(inputs)}")
+    return "poll_" + hashlib.sha256(subject.encode()).hexdigest()[:24]
 
 
-def _poll_subscriber(svc, caller: Caller, sub_id: str, source: str):
+def _poll_subscriber(svc, manifest: Manifest, caller: Caller, sub_id: str, source: str, inputs: dict):
     """``write`` for :func:`_subscribe`: the polling subscription, with the samples of the page
-    it paid for in its inbox."""
+    it paid for (those its filters let through) in its inbox."""
     def write(conn, watch, spent, samples):
         now, dialect, wid = svc.clock(), svc.store.dialect, watch["id"]
-        conn.execute(insert_ignore(dialect, subscriptions, {
-            "id": sub_id, "watch_id": wid, "key_id": caller.id, "kind": "poll",
-            "event": EVENT, "request_source": source, "status": "active", "credits_spent": 0,
-            "created_at": now}))
+        sub = {"id": sub_id, "watch_id": wid, "key_id": caller.id, "kind": "poll", "event": manifest.event,
+               "inputs": _canonical(inputs) or None, "request_source": source, "status": "active",
+               "credits_spent": 0, "created_at": now}
+        conn.execute(insert_ignore(dialect, subscriptions, sub))
         conn.execute(subscriptions.update().where(subscriptions.c.id == sub_id).values(
             last_called_at=now, request_source=source, credits_spent=subscriptions.c.credits_spent + spent))
+        filters = subscription_filters(manifest, sub)
+        samples = [(key, record) for key, record in samples
+                   if not filters or passes(filters, follower_fields(record))]
         if samples:
-            # Followers of the page it paid for; their events may have been pruned: stored again.
-            store_events(conn, dialect, wid, watch["handle"], watch["provider"], list(reversed(samples)),
-                         now, baseline=True)
-            ids = [event_id(wid, key) for key, _ in samples]
+            # Accounts of the page it paid for; their events may have been pruned: stored again.
+            rows = account_events(watch, manifest, list(reversed(samples)), now, baseline=True)
+            store_events(conn, dialect, rows, now)
+            ids = [row["id"] for row in rows]
             for seq in conn.execute(sa.select(events.c.seq).where(events.c.id.in_(ids))).scalars():
                 conn.execute(insert_ignore(dialect, inbox, {"subscription_id": sub_id, "seq": seq,
                                                             "created_at": now}))
     return write
 
 
-def poll_events(svc, caller: Caller, provider_name: str, credentials: str | None, *, handle: str,
-                source: str, limit: int) -> list[dict]:
+def poll_events(svc, caller: Caller, manifest: Manifest, provider_name: str, credentials: str | None, *,
+                handle: str, inputs: dict, source: str, limit: int) -> list[dict]:
     """The polling trigger: the caller's newest events for the handle (each with ``seq``)."""
-    manifest: Manifest = trigger_manifest(svc.manifests)
-    wid = watch_id(provider_name, credential_hash(credentials), handle)
-    sub_id = poll_subscription_id(wid, caller.id)
+    cost = reader_manifest(svc.manifests, manifest.operation).cost
+    wid = watch_id(provider_name, credential_hash(credentials), handle, manifest.operation)
+    sub_id = poll_subscription_id(wid, caller.id, manifest.event, inputs)
     with svc.store.connect() as conn:
         watch = get_watch(conn, wid)
         sub = conn.execute(sa.select(subscriptions).where(subscriptions.c.id == sub_id)).mappings().first()
     if watch is None or sub is None:
         _check_quotas(svc, caller, wid, new_hook=False)
-        if not can_pay(svc.keys, caller, manifest.cost):
+        if not can_pay(svc.keys, caller, cost):
             raise InsufficientCredits()
-        _subscribe(svc, caller, provider_name, credentials, handle, source,
-                   _poll_subscriber(svc, caller, sub_id, source))
+        _subscribe(svc, manifest, caller, provider_name, credentials, handle, source,
+                   _poll_subscriber(svc, manifest, caller, sub_id, source, inputs))
         return read_inbox(svc, sub_id, limit)
     now = svc.clock()
     due = watch["next_poll_at"] <= now
-    if (due or sub["status"] != "active") and not can_pay(svc.keys, caller, manifest.cost):
+    if (due or sub["status"] != "active") and not can_pay(svc.keys, caller, cost):
         raise InsufficientCredits()
     with svc.store.write() as conn:   # the caller is a paying subscriber while it keeps calling
         conn.execute(subscriptions.update().where(subscriptions.c.id == sub_id)

@@ -28,6 +28,8 @@ watches = sa.Table(
     sa.Column("cred_hash", sa.String(64), nullable=False),        # sha256 of the caller's provider key, "" = operator's
     sa.Column("credentials_enc", sa.Text, nullable=True),         # Fernet token of the caller's provider key
     sa.Column("handle", sa.String(200), nullable=False),
+    # What is read: a manifest operation (list_followers, list_following, get_profile).
+    sa.Column("operation", sa.String(40), nullable=False, server_default="list_followers"),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("last_poll_at", sa.Float, nullable=True),
     sa.Column("next_poll_at", sa.Float, nullable=False),
@@ -44,7 +46,8 @@ watches = sa.Table(
     sa.Column("poll_interval", sa.Float, nullable=True),
     sa.Column("rate_per_day", sa.Float, nullable=True),
     sa.Column("schedule_state", sa.Text, nullable=True),
-    sa.UniqueConstraint("provider", "cred_hash", "handle", name="uq_watches_target"),
+    sa.Column("state", sa.Text, nullable=True),                   # JSON: a detection strategy's own state
+    sa.UniqueConstraint("provider", "cred_hash", "handle", "operation", name="uq_watches_target"),
     sa.Index("ix_watches_due", "next_poll_at"),
 )
 
@@ -59,7 +62,8 @@ events = sa.Table(
     sa.Column("seq", AutoId, primary_key=True, autoincrement=True),  # order of detection
     sa.Column("id", sa.String(40), nullable=False, unique=True),
     sa.Column("watch_id", sa.String(40), sa.ForeignKey("watches.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("follower_key", sa.String(220), nullable=False),
+    sa.Column("follower_key", sa.String(220), nullable=False),    # the event's subject, see events.subject_key
+    sa.Column("event", sa.String(40), nullable=False, server_default="new_follower"),
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("detected_at", sa.Float, nullable=False),
     sa.Column("baseline", sa.Boolean, nullable=False, default=False),
@@ -76,8 +80,11 @@ subscriptions = sa.Table(
     sa.Column("event", sa.String(40), nullable=False),
     sa.Column("target_url", sa.Text, nullable=True),
     sa.Column("target_host", sa.String(300), nullable=True),      # host:port, for per-host delivery caps
-    sa.Column("dedupe_key", sa.String(64), nullable=True),      # hooks: sha256 of key, watch, event, URL
+    sa.Column("dedupe_key", sa.String(64), nullable=True),      # hooks: sha256 of key, watch, event, URL, inputs
     sa.Column("secret", sa.String(80), nullable=True),
+    sa.Column("inputs", sa.Text, nullable=True),                  # JSON: its own inputs (filters, every...)
+    sa.Column("state", sa.Text, nullable=True),                   # JSON: what it has received (a milestone's mark)
+    sa.Column("poll_requested_at", sa.Float, nullable=True),      # last POST /hooks/<id>/poll
     sa.Column("request_source", sa.String(32), nullable=False),
     sa.Column("status", sa.String(20), nullable=False),           # see SUBSCRIPTION_STATUSES
     sa.Column("status_reason", sa.Text, nullable=True),           # why disabled, in words for its owner

@@ -1,10 +1,13 @@
-"""Watches: one per (provider, provider key, handle), created with a baseline.
+"""Watches: one per (provider, provider key, handle, what is read), created with a baseline.
 
-A watch is polled for every subscription on it. Its id is a pure function of what it
-watches, so every process finds the same one. It is created by the first subscriber, whose
-credits alone pay the first page: those followers are marked seen and stored as
-``baseline`` events (samples, never delivered). Unread gaps (``resume_cursor``) are saved as
-``{"gaps": [{"cursor", "since"}]}``, ``since`` being when the gap opened.
+A watch is one upstream subject, read once for every subscription on it, whatever its
+trigger and inputs (New Follower with and without filters read the same followers). Its id
+is a pure function of what it watches, so every process finds the same one; a watch of
+followers keeps the id it had before other lists could be watched. It is created by the
+first subscriber, whose credits alone pay the first read: those followers are marked seen
+and stored as ``baseline`` events of the subscriber's trigger (samples, never delivered).
+Unread gaps (``resume_cursor``) are saved as ``{"gaps": [{"cursor", "since"}]}``, ``since``
+being when the gap opened.
 """
 
 from __future__ import annotations
@@ -21,16 +24,35 @@ from ..store.keys import Caller
 from .crypto import credential_hash, encrypt_credentials
 from .detect import keyed
 from .events import EVENT
-from .outbox import store_events
+from .outbox import account_events, mark_seen, store_events
 from .tables import subscriptions, watches
 
 
-def trigger_manifest(manifests: dict[str, Manifest]) -> Manifest:
-    return manifests[EVENT]
+FOLLOWERS = "list_followers"
 
 
-def watch_id(provider: str, cred_hash: str, handle: str) -> str:
-    return "w_" + hashlib.sha256(f"{provider}:{cred_hash}:{handle}".encode()).hexdigest()[:24]
+def trigger_manifest(manifests: dict[str, Manifest], event: str = EVENT) -> Manifest:
+    return manifests[event]
+
+
+def trigger_manifests(manifests: dict[str, Manifest]) -> dict[str, Manifest]:
+    """The trigger manifests, by event name."""
+    return {m.event: m for m in manifests.values() if m.kind == "trigger"}
+
+
+def reader_manifest(manifests: dict[str, Manifest], operation: str) -> Manifest:
+    """The manifest whose read serves a watch of ``operation``: its cost per read, its error
+    messages. The first (by key) of the triggers that read it, a list strategy first."""
+    readers = sorted((m for m in manifests.values() if m.kind == "trigger" and m.operation == operation),
+                     key=lambda m: (m.strategy != "newest_first", m.key))
+    if not readers:
+        raise KeyError(operation)
+    return readers[0]
+
+
+def watch_id(provider: str, cred_hash: str, handle: str, operation: str = FOLLOWERS) -> str:
+    subject = f"{provider}:{cred_hash}:{handle}" + ("" if operation == FOLLOWERS else f":{operation}")
+    return "w_" + hashlib.sha256(subject.encode()).hexdigest()[:24]
 
 
 def get_watch(conn, wid: str):
@@ -66,20 +88,22 @@ def dump_gaps(gaps: list[dict]) -> str | None:
     return json.dumps({"gaps": gaps}) if gaps else None
 
 
-def create_watch(svc, provider_name: str, credentials: str | None, handle: str, caller: Caller,
-                 request_source: str = "API"):
-    """Create the watch of (provider, credentials, handle) with its baseline, paid by
-    ``caller`` alone. Returns ``(row, created, first_page)``: ``created`` is False when a
-    concurrent request made it first (its baseline stands; ours was still read and paid);
-    ``first_page`` is ``[(follower_key, record)]`` newest first, the caller's samples.
+def create_watch(svc, manifest: Manifest, provider_name: str, credentials: str | None, handle: str,
+                 caller: Caller, request_source: str = "API"):
+    """Create the watch that ``manifest`` reads for (provider, credentials, handle) with its
+    baseline, paid by ``caller`` alone. Returns ``(row, created, first_page)``: ``created``
+    is False when a concurrent request made it first (its baseline stands; ours was still
+    read and paid); ``first_page`` is ``[(follower_key, record)]`` newest first, the
+    caller's samples.
     """
     cred_hash = credential_hash(credentials)
-    wid = watch_id(provider_name, cred_hash, handle)
+    operation = manifest.operation
+    wid = watch_id(provider_name, cred_hash, handle, operation)
     encrypted = encrypt_credentials(svc.settings.secret_key, credentials)
     provider = svc.providers.get(provider_name, credentials)
-    manifest = trigger_manifest(svc.manifests)
-    read = provider.operation(manifest.operation, manifest.label.lower())   # NotOffered: nothing is made
-    cost = manifest.cost
+    reader = reader_manifest(svc.manifests, operation)
+    read = provider.operation(operation, reader.label.lower())   # NotOffered: nothing is made
+    cost = reader.cost
     if not svc.keys.reserve(caller, cost):
         raise InsufficientCredits()
     try:
@@ -87,18 +111,20 @@ def create_watch(svc, provider_name: str, credentials: str | None, handle: str, 
     except BaseException:
         svc.keys.refund(caller, cost)
         raise
-    svc.keys.record_spend(caller, EVENT, request_source, cost)
+    svc.keys.record_spend(caller, manifest.event, request_source, cost)
     now = svc.clock()
     first_page = keyed(page.records)
     with svc.store.write() as conn:
         created = conn.execute(insert_ignore(svc.store.dialect, watches, {
             "id": wid, "provider": provider_name, "cred_hash": cred_hash, "credentials_enc": encrypted,
-            "handle": handle, "status": "active", "last_poll_at": now,
+            "handle": handle, "operation": operation, "status": "active", "last_poll_at": now,
             "next_poll_at": now + svc.settings.poll_interval, "poll_interval": svc.settings.poll_interval,
             "credits_spent": cost, "pages_read": 1,
             "created_at": now}).returning(watches.c.id)).first() is not None
         if created:
-            store_events(conn, svc.store.dialect, wid, handle, provider_name, list(reversed(first_page)),
-                         now, baseline=True)
+            row = {"id": wid, "handle": handle, "provider": provider_name}
+            mark_seen(conn, svc.store.dialect, wid, [key for key, _ in first_page])
+            store_events(conn, svc.store.dialect, account_events(row, manifest, list(reversed(first_page)), now,
+                                                                 baseline=True), now)
         row = get_watch(conn, wid)
     return row, created, first_page
