@@ -70,9 +70,9 @@ def create_app(test_config: Settings | dict | None = None) -> Flask:
         app.config.update({k: v for k, v in test_config.items() if k != "settings"})
 
     if settings.trusted_proxies:
-        # Behind nginx (deploy/): the client's own address (rate limits, logs, the console's
-        # Secure cookie) from the last N proxies' X-Forwarded-For/-Proto. Only when configured:
-        # otherwise any client could claim any address.
+        # Behind nginx (deploy/): the client's own address and scheme (the access log, the
+        # console's Secure cookie, anything keyed by address) from the last N proxies'
+        # X-Forwarded-For/-Proto. Only when configured: otherwise any client could claim any.
         n = settings.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)
     install_log_filter()

@@ -72,6 +72,23 @@ def test_the_readme_starts_with_the_two_commands_and_ci_runs_the_test_command():
     assert len(readme.splitlines()) <= 120
 
 
+def test_the_demo_pace_the_guides_state_is_the_demo_providers():
+    from connector.providers.demo import DemoProvider
+    pace = DemoProvider._interval("stoolpresidente", "followers")
+    for doc in ("README.md", "docs/providers.md"):
+        assert re.search(rf"@stoolpresidente (gains a follower )?every {pace} seconds", (ROOT / doc).read_text()), doc
+    assert f"gains a follower every {pace} s" in (ROOT / "connector" / "cli" / "serve.py").read_text()
+
+
+def test_the_readme_names_only_triggers_there_are():
+    import json
+    manifests = [json.loads(p.read_text()) for p in (ROOT / "manifests").glob("*.json") if p.name != "schema.json"]
+    labels = {m["label"] for m in manifests if m.get("kind") == "trigger"}
+    intro = (ROOT / "README.md").read_text().split("```", 1)[0]
+    named = set(re.findall(r"\*\*(New [A-Z][a-z]+|[A-Z][a-z]+ Follower|Follower [A-Z][a-z]+)\*\*", intro))
+    assert "New Follower" in named and named <= labels, (named, labels)   # never a trigger that is not there
+
+
 def test_the_readme_links_only_to_files_that_exist():
     for doc in GUIDES:
         for target in re.findall(r"\]\((?!https?://|#)([^)#]+)", (ROOT / doc).read_text()):
@@ -86,7 +103,6 @@ class Reader:
         self.secret = self.hook = None
         self.background: list[tuple[str, subprocess.Popen, Path]] = []
         self.receiver_port = free_port()
-        self.ran: list[str] = []
 
     def substitute(self, line: str) -> str:
         line = line.replace("127.0.0.1:8000", f"127.0.0.1:{self.port}")
@@ -120,12 +136,10 @@ class Reader:
                 self.background.append((command, proc, log))
                 time.sleep(1)
                 assert proc.poll() is None, f"{doc}: {command} exited: {log.read_text()}"
-                self.ran.append(part)
                 continue
             done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=self.folder, env=self.env,
                                   capture_output=True, text=True, timeout=120)
             assert done.returncode == 0, f"{doc}: {command}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
-            self.ran.append(part)
             found = re.search(r'"secret":\s*"(whsec_[^"]+)"', done.stdout)
             self.secret = found.group(1) if found else self.secret
             found = re.search(r'"id":\s*"(hook_[^"]+)"', done.stdout)

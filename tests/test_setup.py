@@ -111,7 +111,7 @@ def test_check_a_provider_without_credentials_says_what_to_set(env):
     assert result.returncode == 1 and "dumpling: no credentials; set DUMPLING_API_KEY." in result.stdout
 
 
-def test_check_finds_a_running_serve_demo_and_checks_what_it_uses(env):
+def test_check_finds_a_running_serve_demo_and_checks_what_it_uses(env, tmp_path):
     port = free_port()
     proc = subprocess.Popen([*CLI, "serve", "--demo", "--port", str(port)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -121,6 +121,9 @@ def test_check_finds_a_running_serve_demo_and_checks_what_it_uses(env):
         assert result.returncode == 0, result.stdout + result.stderr
         assert f"`connector serve --demo` is running (port {port}, pid {proc.pid})" in result.stdout
         assert "demo (default): answers" in result.stdout and "All good." in result.stdout
+        # On another database it is not what is configured there.
+        other = run(dict(env, CONNECTOR_DATABASE_URL=f"sqlite:///{tmp_path / 'other.db'}"), "check", "--no-providers")
+        assert other.returncode == 1 and "is running" not in other.stdout
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
@@ -186,3 +189,29 @@ def test_exported_app_folders_are_ignored_by_git():
     for path in ("zapier-app/package.json", "make-app/makecomapp.json"):
         done = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT)
         assert done.returncode == 0, f"{path} is not ignored by git"
+
+
+def test_the_console_of_a_server_without_worker_says_to_start_one(env):
+    admin = "operator-secret-0123456789"
+    env.update(CONNECTOR_PROVIDER="demo", CONNECTOR_ALLOW_PRIVATE_TARGETS="1", CONNECTOR_ADMIN_KEY=admin,
+               CONNECTOR_POLL_POLICY="fixed", CONNECTOR_POLL_INTERVAL="1", CONNECTOR_POLL_LEASE_SECONDS="1")
+    key = run(env, "keys", "create", "--name", "t").stdout.strip().splitlines()[-1]
+    port = free_port()
+    proc = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_up(f"{base}/healthz", proc)
+        r = httpx.post(f"{base}/api/v1/hooks", headers={"Authorization": f"Bearer {key}"},
+                       json={"event": "new_follower", "handle": "stoolpresidente", "targetUrl": "http://127.0.0.1:9/"})
+        assert r.status_code == 201, r.text
+        time.sleep(3)                       # due after 1 s; no worker polls it; the lease is 1 s
+        with httpx.Client(base_url=base, timeout=30) as browser:
+            form = browser.get("/console/login").text
+            token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+            assert browser.post("/console/login", data={"csrf_token": token, "admin_key": admin}).status_code == 303
+            page = browser.get("/console/").text
+        assert 'id="worker-stalled"' in page and "No worker is polling" in page, page[:2000]
+        assert "Start the worker beside the web service: <code>connector poll</code>" in page
+    finally:
+        _stop(proc)

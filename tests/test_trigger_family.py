@@ -112,6 +112,7 @@ def test_filters_apply_per_subscription_on_one_read(live, http, world, dumpling,
     subscribe(http, both, minFollowerCount="1000", verifiedOnly="true")     # as Zapier sends them
     polled = http.post("/api/v1/triggers/new-follower",
                        json={"handle": HANDLE, "verifiedOnly": True, "requestSource": "ZAPIER"}).json()
+    assert isinstance(polled, list), polled
     assert all(e["follower"]["verified"] for e in polled)
 
     new = world.add_followers(HANDLE, 40)
@@ -222,3 +223,16 @@ def test_a_trigger_added_by_a_manifest_alone_is_served_polled_delivered_and_expo
     assert "/api/v1/triggers/new-fan" in document["paths"]
     bodies = document["paths"]["/api/v1/hooks"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert ["new_fan"] in [b["properties"]["event"]["enum"] for b in bodies["oneOf"]]
+
+
+def test_reads_at_the_same_instant_schedule_without_dividing_by_zero():
+    """Catch-up reads of several subscribers can close polls of a watch within one clock tick:
+    the schedule then has polls but no time watched (this was a ZeroDivisionError, a 500)."""
+    from connector.trigger.schedule import Observation, Policy, plan, dump_state
+
+    state, now = None, 1_700_000_000.0
+    for _ in range(6):
+        result = plan(state, Observation(since=now, found=0, times=None, full_page=False, backlog=False), now,
+                      Policy())
+        state = dump_state(result.state)
+        assert result.next_poll_at >= now

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 import click
-import sqlalchemy as sa
 
 from ..config import DatabaseURL, Settings, WorkerSettings, declarations, field_declarations
 from ..errors import UpstreamError, redact
@@ -88,7 +87,7 @@ def chosen_provider(settings: Settings, demo: bool, provider: str | None) -> tup
     if provider:
         return settings.replace(provider=provider), None
     if settings.default_provider is None:
-        for info in running.services():
+        for info in running.services(database_url(settings)):
             if info.get("provider") == "demo":
                 return running.demo_settings(settings), (
                     f"`connector serve --demo` is running (port {info.get('port')}, pid {info.get('pid')}): "

@@ -1,12 +1,14 @@
 """What ``connector serve`` uses, so ``connector check`` can check the same.
 
 ``serve`` leaves one small JSON file per port in the instance folder while it runs
-(``serve-<port>.json``: its pid, port and provider) and removes it when it stops; a file
-whose process is gone (a killed server) is ignored.
+(``serve-<port>.json``: its pid, port, provider and a hash naming its database) and removes it
+when it stops; a file whose process is gone (a killed server), or that names another
+database, is ignored.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -31,10 +33,16 @@ def _file(port: int) -> Path:
     return instance_path() / f"serve-{port}.json"
 
 
-def record(port: int, provider: str | None) -> Path:
+def database_id(url: str) -> str:
+    """Which database a server uses, without writing its URL (and password) to a file."""
+    return hashlib.sha256(url.encode()).hexdigest()[:16]
+
+
+def record(port: int, provider: str | None, database_url: str) -> Path:
     path = _file(port)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"pid": os.getpid(), "port": port, "provider": provider}))
+    path.write_text(json.dumps({"pid": os.getpid(), "port": port, "provider": provider,
+                                "database": database_id(database_url)}))
     return path
 
 
@@ -54,14 +62,14 @@ def _alive(pid) -> bool:
     return True
 
 
-def services() -> list[dict]:
-    """The servers running from this instance folder, lowest port first."""
+def services(database_url: str) -> list[dict]:
+    """The servers running from this instance folder on ``database_url``, lowest port first."""
     found = []
     for path in sorted(instance_path().glob("serve-*.json")):
         try:
             info = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(info, dict) and _alive(info.get("pid")):
+        if isinstance(info, dict) and info.get("database") == database_id(database_url) and _alive(info.get("pid")):
             found.append(info)
     return sorted(found, key=lambda info: info.get("port") or 0)

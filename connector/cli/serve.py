@@ -51,7 +51,7 @@ from .base import database_url, load_settings
 
 DEFAULT_PORT = 8000
 DEMO_POLL_INTERVAL = running.DEMO_POLL_INTERVAL
-DEMO_HANDLE = "stoolpresidente"   # a demo account that gains a follower every ~25 s
+DEMO_HANDLE = "stoolpresidente"   # a demo account that gains a follower every 23 s
 MAX_UNIX_SOCKET_PATH = 100        # sun_path holds 108 bytes
 
 
@@ -144,7 +144,7 @@ def _demo_next_steps(url: str, key: str | None) -> list[str]:
         f"       curl -s {url}/api/v1/hooks -H \"Authorization: Bearer $KEY\" -d '{hook}'",
         "  2. In another terminal, run a receiver that prints each delivery and checks its signature:",
         "       connector receive --port 9000 --secret whsec_...   (the secret from step 1)",
-        f"  @{DEMO_HANDLE} gains a follower about every 25 s and demo watches are polled every "
+        f"  @{DEMO_HANDLE} gains a follower every 23 s and demo watches are polled every "
         f"{DEMO_POLL_INTERVAL} s: the first delivery arrives within about a minute.",
         f"Metrics: curl -s {url}/metrics    Settings in force: connector check",
     ]
@@ -222,7 +222,7 @@ def serve(demo, host, port, workers, threads):
     state: dict = {}
 
     def when_ready(_server):
-        state["record"] = running.record(port, settings.default_provider)   # for `connector check`
+        state["record"] = running.record(port, settings.default_provider, database_url(settings))   # for `connector check`
         if poller_env is not None:
             state["poller"] = start_poller(poller_env)
 

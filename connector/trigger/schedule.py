@@ -174,6 +174,8 @@ def rate_per_day(state: dict) -> float | None:
 def profile_rate(state: dict, t: float) -> float:
     """The expected rate at ``t`` from the time-of-day profile (followers a second)."""
     mean = mean_rate(state)
+    if mean <= 0:          # polls so close together that no time was watched yet: no rate known
+        return 0.0
     c, e, h = state["c"], state["e"], _hour(t)
     count = (c[h - 1] + 2 * c[h] + c[(h + 1) % HOURS]) / 4
     exposure = (e[h - 1] + 2 * e[h] + e[(h + 1) % HOURS]) / 4
