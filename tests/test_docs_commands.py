@@ -103,7 +103,6 @@ class Reader:
         self.secret = self.hook = None
         self.background: list[tuple[str, subprocess.Popen, Path]] = []
         self.receiver_port = free_port()
-        self.ran: list[str] = []
 
     def substitute(self, line: str) -> str:
         line = line.replace("127.0.0.1:8000", f"127.0.0.1:{self.port}")
@@ -137,12 +136,10 @@ class Reader:
                 self.background.append((command, proc, log))
                 time.sleep(1)
                 assert proc.poll() is None, f"{doc}: {command} exited: {log.read_text()}"
-                self.ran.append(part)
                 continue
             done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=self.folder, env=self.env,
                                   capture_output=True, text=True, timeout=120)
             assert done.returncode == 0, f"{doc}: {command}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
-            self.ran.append(part)
             found = re.search(r'"secret":\s*"(whsec_[^"]+)"', done.stdout)
             self.secret = found.group(1) if found else self.secret
             found = re.search(r'"id":\s*"(hook_[^"]+)"', done.stdout)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 
 import click
-import sqlalchemy as sa
 
 from ..config import DatabaseURL, Settings, WorkerSettings, declarations, field_declarations
 from ..errors import UpstreamError, redact
