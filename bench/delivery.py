@@ -97,7 +97,8 @@ def run(quick: bool = False) -> dict:
         hooks = HookLog(receiver.prefix / "hooks.log")
         database_url = f"sqlite:///{tmp}/delivery.db"
         settings = Settings(provider="dumpling", dumpling_api_key=fake.api_key, dumpling_base_url=fake.url,
-                            database_url=database_url, allow_private_targets=True, poll_interval=300)
+                            database_url=database_url, allow_private_targets=True, poll_interval=300,
+                            secret_key="bench-secret-key")
         app = create_app(settings)
         svc = app.extensions["connector"]
         raw, _ = svc.keys.create(name="bench", credits=10**9)
@@ -129,6 +130,7 @@ def run(quick: bool = False) -> dict:
             return [row["id"] for row in rows], time.time()
 
         env = dict(fake.env, CONNECTOR_PROVIDER="dumpling", CONNECTOR_DATABASE_URL=database_url,
+                   CONNECTOR_SECRET_KEY="bench-secret-key",
                    CONNECTOR_ALLOW_PRIVATE_TARGETS="1", CONNECTOR_POLL_INTERVAL="300", CONNECTOR_LOG_LEVEL="WARNING")
         rng = random.Random(8)
         throughput = {}

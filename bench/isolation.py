@@ -65,7 +65,8 @@ def run(quick: bool = False) -> dict:
                 FakeDumpling(world, rate_limit=10**9) as fake:
             database_url = f"sqlite:///{tmp}/isolation.db"
             settings = Settings(provider="dumpling", dumpling_api_key=fake.api_key, dumpling_base_url=fake.url,
-                                database_url=database_url, allow_private_targets=True, poll_interval=300)
+                                database_url=database_url, allow_private_targets=True, poll_interval=300,
+                                secret_key="bench-secret-key")
             app = create_app(settings)
             svc = app.extensions["connector"]
             client = app.test_client()
@@ -80,6 +81,7 @@ def run(quick: bool = False) -> dict:
             subscribe(careful, healthy.url)
 
             env = dict(fake.env, CONNECTOR_PROVIDER="dumpling", CONNECTOR_DATABASE_URL=database_url,
+                       CONNECTOR_SECRET_KEY="bench-secret-key",
                        CONNECTOR_ALLOW_PRIVATE_TARGETS="1", CONNECTOR_POLL_INTERVAL="300",
                        CONNECTOR_LOG_LEVEL="WARNING", CONNECTOR_DELIVERY_TIMEOUT=str(timeout),
                        CONNECTOR_WEBHOOK_RETRY_SCHEDULE="0,0,1,1,1")

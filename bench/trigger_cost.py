@@ -49,7 +49,7 @@ def run(quick: bool = False) -> dict:
             FakeDumpling(world, rate_limit=10**9) as fake:
         settings = Settings(provider="dumpling", dumpling_api_key=fake.api_key, dumpling_base_url=fake.url,
                             database_url=f"sqlite:///{tmp}/cost.db", allow_private_targets=True,
-                            poll_interval=300)
+                            poll_interval=300, secret_key="bench-secret-key")
         app = create_app(settings)
         svc = app.extensions["connector"]
         results["page_budget"] = settings.worker.page_budget

@@ -23,6 +23,7 @@ from .config import Settings
 from .console import bp as console_bp
 from .errors import ConnectorError, install_log_filter
 from .services import build_services, instance_path
+from .trigger.hook_secrets import check_at_start
 
 log = logging.getLogger("connector")
 
@@ -78,6 +79,11 @@ def create_app(test_config: Settings | dict | None = None) -> Flask:
     install_log_filter()
     metrics.check_multiprocess_dir()
     svc = build_services(settings)
+    try:
+        check_at_start(svc.store, settings.secret_key)   # hooks need CONNECTOR_SECRET_KEY (ConfigError)
+    except BaseException:
+        svc.close()
+        raise
     app.extensions["connector"] = svc
     inflight = app.extensions["connector.inflight"] = InFlight(settings.max_requests_in_flight_per_key)
 

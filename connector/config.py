@@ -336,7 +336,8 @@ class Settings:
     api_keys: tuple[str, ...] = setting("CONNECTOR_API_KEYS", (),
         "caller keys accepted without a credit limit", Words(), secret=True)
     secret_key: str | None = setting("CONNECTOR_SECRET_KEY", None,
-        "encrypts stored provider keys (watches created with `X-Provider-Key`)", secret=True)
+        "encrypts webhook secrets (hooks need it) and stored provider keys (watches created with "
+        "`X-Provider-Key`)", secret=True)
     allow_private_targets: bool = setting("CONNECTOR_ALLOW_PRIVATE_TARGETS", False,
         "lets webhook targets resolve to loopback/private addresses", Flag())
     poll_interval: int = setting("CONNECTOR_POLL_INTERVAL", 300,

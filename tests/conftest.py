@@ -23,6 +23,7 @@ from connector.app import create_app
 from connector.config import Settings
 
 PG_URL = os.environ.get("CONNECTOR_TEST_DATABASE_URL")
+TEST_SECRET_KEY = "test-secret-key-for-webhooks-and-credentials"   # CONNECTOR_SECRET_KEY of test services
 
 
 def _pg_schema_url(base: str) -> tuple[str, str]:
@@ -65,7 +66,7 @@ def sqlite_url(tmp_path):
 @pytest.fixture
 def make_settings(sqlite_url):
     def factory(**overrides) -> Settings:
-        base = {"database_url": sqlite_url, "provider": "demo"}
+        base = {"database_url": sqlite_url, "provider": "demo", "secret_key": TEST_SECRET_KEY}
         base.update(overrides)
         return Settings(**base)
     return factory

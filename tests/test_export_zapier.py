@@ -337,7 +337,8 @@ def test_rest_hook_subscribe_delivery_unsubscribe(node_env, app_dir, serve, make
             conn.execute(sa.text("UPDATE watches SET next_poll_at = 0"))
         engine.dispose()
         env = {**os.environ, "CONNECTOR_DATABASE_URL": sqlite_url, "CONNECTOR_PROVIDER": "demo",
-               "CONNECTOR_ALLOW_PRIVATE_TARGETS": "1", "CONNECTOR_POLL_INTERVAL": "1"}
+               "CONNECTOR_ALLOW_PRIVATE_TARGETS": "1", "CONNECTOR_POLL_INTERVAL": "1",
+               "CONNECTOR_SECRET_KEY": live.services.settings.secret_key}
         done = subprocess.run([sys.executable, "-m", "connector.cli", "poll", "--once"], env=env,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr

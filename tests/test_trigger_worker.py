@@ -18,7 +18,7 @@ from connector.trigger.leases import claim_watch
 from connector.trigger.poll import poll_watch
 from connector.trigger.watches import delete_subscription
 from connector.trigger.worker import poll_due_watches
-from tests.conftest import PG_URL
+from tests.conftest import PG_URL, TEST_SECRET_KEY
 from tests.fakes import FakeDumpling, FakeWorld
 from tests.trigger_kit import Receiver, follower_pages, make_due, receiver, trigger_settings  # noqa: F401
 
@@ -29,7 +29,8 @@ def worker_env(fake: FakeDumpling, database_url: str, tmp_path, **extra) -> dict
     env.update({"CONNECTOR_PROVIDER": "dumpling", "CONNECTOR_DATABASE_URL": database_url,
                 "CONNECTOR_ALLOW_PRIVATE_TARGETS": "1", "CONNECTOR_WEBHOOK_RETRY_SCHEDULE": "0,0,1",
                 "CONNECTOR_POLL_INTERVAL": "300", "CONNECTOR_POLL_LEASE_SECONDS": "1",
-                "CONNECTOR_LOG_LEVEL": "WARNING", "TRIGGER_TEST_TMP": str(tmp_path)})
+                "CONNECTOR_LOG_LEVEL": "WARNING", "TRIGGER_TEST_TMP": str(tmp_path),
+                "CONNECTOR_SECRET_KEY": TEST_SECRET_KEY})
     env.update(extra)
     return env
 

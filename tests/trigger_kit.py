@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from tests.conftest import TEST_SECRET_KEY
 import sqlalchemy as sa
 
 from connector.config import Settings, WorkerSettings
@@ -96,7 +98,7 @@ def verify(secret: str, headers: dict, body: bytes, tolerance: int = 300) -> dic
 
 def trigger_settings(fake: FakeDumpling, database_url: str, **overrides) -> Settings:
     base = dict(provider="dumpling", dumpling_api_key=fake.api_key, dumpling_base_url=fake.url,
-                database_url=database_url, allow_private_targets=True, poll_interval=60,
+                database_url=database_url, secret_key=TEST_SECRET_KEY, allow_private_targets=True, poll_interval=60,
                 webhook_retry_schedule=(0, 0, 1), upstream_max_attempts=1,
                 worker=WorkerSettings(**{"page_budget": 10, "poll_threads": 4, "delivery_threads": 4,
                                          **overrides.pop("worker", {})}))

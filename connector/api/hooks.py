@@ -9,6 +9,7 @@ from flask import Blueprint, jsonify
 from ..errors import BadRequest, UpstreamError, worded
 from ..manifests import Manifest
 from ..trigger import subscriptions
+from ..trigger.hook_secrets import ROTATION_OVERLAP, check_new_secret
 from ..trigger.targets import EXAMPLE, check_target_url
 from ..trigger.watches import trigger_manifests
 from .common import (REQUEST_SOURCES, authenticate, count_request, counted_body, request_source, services,
@@ -17,6 +18,8 @@ from .errors import HTTP_WORDS
 
 HOOK_FIELDS = ("event", "handle", "targetUrl", "requestSource")
 PATCH_FIELDS = ("enabled",)
+ROTATE_FIELDS = ("secret", "keepPreviousSecretHours")
+MAX_OVERLAP_HOURS = ROTATION_OVERLAP / 3600
 
 
 def _object(body, example: str) -> dict:
@@ -96,9 +99,25 @@ def register(app, manifests: dict[str, Manifest]) -> None:
         subscriptions.delete_hook(services(), caller, hook_id)
         return "", 204
 
+    def rotate_secret(hook_id: str):
+        """A new signing secret; the current one keeps signing beside it (24 h by default)."""
+        caller = authenticate()
+        body = counted_body(caller, "hooks")
+        body = _object({} if body is None else body, '{"keepPreviousSecretHours": 24}')
+        _no_unknown(body, ROTATE_FIELDS)
+        hours = body.get("keepPreviousSecretHours", MAX_OVERLAP_HOURS)
+        if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not 0 <= hours <= MAX_OVERLAP_HOURS:
+            raise BadRequest(f"'keepPreviousSecretHours' must be a number of hours from 0 to {MAX_OVERLAP_HOURS:g}: "
+                             "how long the current secret keeps signing beside the new one "
+                             f"(default {MAX_OVERLAP_HOURS:g}; 0 stops it at once).")
+        secret = check_new_secret(body["secret"]) if body.get("secret") is not None else None
+        return jsonify(subscriptions.rotate_hook_secret(services(), caller, hook_id, secret=secret,
+                                                        overlap=hours * 3600))
+
     bp.add_url_rule(route, "create_hook", create_hook, methods=["POST"])
     bp.add_url_rule(route, "list_hooks", list_hooks, methods=["GET"])
     bp.add_url_rule(f"{route}/<hook_id>", "get_hook", get_hook, methods=["GET"])
     bp.add_url_rule(f"{route}/<hook_id>", "update_hook", update_hook, methods=["PATCH"])
     bp.add_url_rule(f"{route}/<hook_id>", "delete_hook", delete_hook, methods=["DELETE"])
+    bp.add_url_rule(f"{route}/<hook_id>/rotate-secret", "rotate_hook_secret", rotate_secret, methods=["POST"])
     app.register_blueprint(bp)

@@ -29,10 +29,12 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -51,6 +53,7 @@ from .base import database_url, load_settings
 
 DEFAULT_PORT = 8000
 DEMO_POLL_INTERVAL = running.DEMO_POLL_INTERVAL
+DEMO_SECRET_KEY_FILE = "demo-secret-key"   # the demo's CONNECTOR_SECRET_KEY, when none is set
 DEMO_HANDLE = "stoolpresidente"   # a demo account that gains a follower every 23 s
 MAX_UNIX_SOCKET_PATH = 100        # sun_path holds 108 bytes
 
@@ -103,6 +106,30 @@ def control_socket(port: int) -> Path | None:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def demo_secret_key() -> str:
+    """The demo's ``CONNECTOR_SECRET_KEY`` (it encrypts webhook secrets), made once and kept in the
+    instance folder beside the demo's database, as the demo keeps its caller key."""
+    path = instance_path() / DEMO_SECRET_KEY_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            for _ in range(50):          # another demo may be writing it this very moment
+                key = path.read_text().strip()
+                if key:
+                    return key
+                time.sleep(0.02)
+            raise click.ClickException(f"{path} is empty: delete it, or set CONNECTOR_SECRET_KEY.") from None
+        key = secrets.token_urlsafe(32)
+        with os.fdopen(fd, "w") as out:
+            out.write(key + "\n")
+        return key
+    except OSError as exc:
+        raise click.ClickException(f"Cannot keep the demo's secret key in {path}: {exc.strerror}; "
+                                   "set CONNECTOR_SECRET_KEY instead.") from None
 
 
 def _die_with_parent() -> None:   # runs in the child between fork and exec
@@ -179,6 +206,8 @@ def serve(demo, host, port, workers, threads):
     settings = load_settings()
     if demo:
         settings = running.demo_settings(settings)
+        if not settings.secret_key:
+            settings = settings.replace(secret_key=demo_secret_key())
     check_port_free(host, port)
     folder = Path(os.environ.get(metrics.MULTIPROC_ENV) or instance_path() / "metrics" / str(port))
     try:
@@ -215,6 +244,7 @@ def serve(demo, host, port, workers, threads):
     poller_env = None
     if demo:
         poller_env = dict(os.environ, CONNECTOR_PROVIDER="demo", CONNECTOR_ALLOW_PRIVATE_TARGETS="1",
+                          CONNECTOR_SECRET_KEY=settings.secret_key,
                           CONNECTOR_POLL_INTERVAL=str(settings.poll_interval),
                           CONNECTOR_POLL_MIN_INTERVAL=str(settings.poll_min_interval),
                           CONNECTOR_DATABASE_URL=database_url(settings))

@@ -12,6 +12,7 @@ from ..config import ConfigError
 from ..manifests import ManifestError
 from ..services import build_services
 from ..store.migrate import SchemaError
+from ..trigger.hook_secrets import check_at_start
 from ..trigger.worker import run_worker
 from .base import load_settings
 
@@ -28,6 +29,11 @@ def poll_command(once, metrics_port, metrics_host):
     try:
         metrics.check_multiprocess_dir()
         svc = build_services(settings)
+        try:
+            check_at_start(svc.store, settings.secret_key)   # deliveries need CONNECTOR_SECRET_KEY
+        except ConfigError:
+            svc.close()
+            raise
     except (ManifestError, SchemaError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     if metrics_port is not None:

@@ -8,10 +8,11 @@ functions. Bad input gets the page again with a message saying what to fix (a 4x
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 
-from flask import Blueprint, g, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, g, make_response, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
 from ..api.common import services, unexpected
@@ -25,9 +26,12 @@ from ..trigger.schedule_stats import fleet_schedule
 from ..trigger.subscriptions import set_hook_enabled
 from ..trigger.watches import trigger_manifest
 from . import queries
-from .auth import (LOGIN_COOKIE, LOGIN_SECONDS, SESSION_COOKIE, SESSION_SECONDS, Gate, clear_cookie,
-                   same_token, set_cookie)
+from .auth import (LOGIN_COOKIE, LOGIN_SECONDS, SESSION_COOKIE, SESSION_SECONDS, Gate, SignInThrottle,
+                   clear_cookie, same_token, set_cookie)
 from .chart import growth_svg
+
+log = logging.getLogger("connector")
+THROTTLE = "connector.console_sign_in"   # the app's SignInThrottle, in app.extensions
 
 bp = Blueprint("console", __name__, url_prefix="/console", template_folder="templates", static_folder="static")
 
@@ -55,7 +59,7 @@ def gate():
     g.csrf = None
     if not svc.settings.admin_key:   # the stylesheet still loads, so the page saying so is styled
         return None if request.endpoint == "console.static" else _page("console/off.html", 404)
-    g.gate = Gate(svc.settings.admin_key, svc.clock)
+    g.gate = Gate(svc.settings.admin_key, svc.clock, svc.store)
     if request.endpoint in ("console.static", "console.login", "console.login_form"):
         return None
     token = g.gate.session(request.cookies.get(SESSION_COOKIE))
@@ -148,7 +152,19 @@ def login():
     entered = (request.form.get("admin_key") or "").strip()
     if not entered:
         return _login_page(400, "Enter the admin key (CONNECTOR_ADMIN_KEY).")
+    throttle = _throttle()
+    address = request.remote_addr or "unknown"
+    wait = throttle.wait(address)
+    if wait is not None:     # refused before the key is compared: guessing gets no answer
+        seconds, whose = wait
+        log.warning("console sign-in from %s refused: too many failed sign-ins from %s; retry in %d s",
+                    address, whose, seconds)
+        response = _login_page(429, f"Too many failed sign-ins from {whose}: try again in {seconds} s.")
+        response.headers["Retry-After"] = str(seconds)
+        return response
     if len(entered) > 1000 or not g.gate.check_key(entered):
+        throttle.failed(address)
+        log.warning("console sign-in from %s failed: not the admin key", address)
         return _login_page(401, "That is not the admin key. The console opens with CONNECTOR_ADMIN_KEY "
                                 "only; caller keys (tc_…) do not open it.")
     _token, cookie = g.gate.new_session()
@@ -158,8 +174,16 @@ def login():
     return response
 
 
+def _throttle() -> SignInThrottle:
+    throttle = current_app.extensions.get(THROTTLE)
+    if throttle is None:     # one per app (and process); two requests racing here keep one of theirs
+        throttle = current_app.extensions.setdefault(THROTTLE, SignInThrottle(services().clock))
+    return throttle
+
+
 @bp.post("/logout")
 def logout():
+    g.gate.end_session(request.cookies.get(SESSION_COOKIE))   # everywhere the cookie was copied
     response = redirect(url_for("console.login_form", notice="signed_out"), 303)
     clear_cookie(response, SESSION_COOKIE, _secure())
     return response

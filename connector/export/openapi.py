@@ -186,6 +186,16 @@ HOOK_SCHEMA = {
     },
 }
 NOT_FOUND_HOOK = {404: ["No hook with this id for this API key."]}
+ROTATE_BODY = {"type": "object", "additionalProperties": False, "properties": {
+    "secret": {"type": "string", "pattern": "^whsec_",
+               "description": "The new secret (whsec_ + base64 of 24 to 64 random bytes); a random one when left out."},
+    "keepPreviousSecretHours": {"type": "number", "minimum": 0, "maximum": 24, "default": 24,
+                                "description": "How long the current secret keeps signing beside the new one "
+                                               "(0: it stops at once)."}}}
+ROTATED_SCHEMA = {"type": "object", "required": ["id", "secret", "previousSecretExpiresAt"], "properties": {
+    "id": {"type": "string"}, "secret": {"type": "string", "description": "The new whsec_ secret; shown once."},
+    "previousSecretExpiresAt": {"type": ["string", "null"],
+                                "description": "Until when the previous secret also signs (ISO 8601 UTC)."}}}
 QUOTA = {403: ["This API key has as many hooks (or watched accounts) as it may hold."],
          409: ["The watch was removed while subscribing; please try again."]}
 
@@ -259,6 +269,18 @@ def hook_operations(triggers: list[dict]) -> dict[str, dict]:
                        "tags": tag, "parameters": hook_id,
                        "responses": {"204": {"description": "Deleted"},
                                      **error_responses(None, NOT_FOUND_HOOK)}},
+        },
+        hooks["route"] + "/{hookId}/rotate-secret": {
+            "post": {"operationId": f"{manifest['key']}_rotate_hook_secret", "summary": "Rotate a hook's secret",
+                     "description": "Gives the hook a new signing secret. For keepPreviousSecretHours (default 24) "
+                                    "every delivery carries both signatures, space-separated "
+                                    "(`v1,<new> v1,<old>`), so a receiver can switch to the new secret without "
+                                    "losing a delivery.",
+                     "tags": tag, "parameters": hook_id,
+                     "requestBody": {"required": False, "content": json_content(ROTATE_BODY, {})},
+                     "responses": {"200": {"description": "The new secret", "headers": RATE_HEADERS,
+                                           "content": json_content(ROTATED_SCHEMA)},
+                                   **error_responses(None, NOT_FOUND_HOOK)}},
         },
     }
 

@@ -38,6 +38,18 @@ key_usage = sa.Table(
     sa.Column("last_used_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# Console sessions (connector/console/auth.py): the cookie carries a random id, stored here as its
+# SHA-256 with the session's CSRF token and a fingerprint of the admin key it was opened with.
+console_sessions = sa.Table(
+    "console_sessions", metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("admin_fingerprint", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Index("ix_console_sessions_expires", "expires_at"),
+)
+
 # Blocks of a key's credits held by one process (``holder``), spent from memory; ``credits``
 # is what is left of the block as that process last reported it. See store/keys.py.
 credit_leases = sa.Table(

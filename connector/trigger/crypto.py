@@ -1,7 +1,10 @@
-"""Stored provider keys: encrypted for the poller, hashed to tell watches apart.
+"""Stored secrets: provider keys (encrypted for the poller, hashed to tell watches apart) and
+webhook signing secrets (encrypted).
 
 A caller's provider key (``X-Provider-Key``) is kept for the poller only Fernet-encrypted
 with a key derived from ``CONNECTOR_SECRET_KEY``; without that setting it is not stored.
+Webhook secrets are encrypted the same way under a key of their own (derived with another
+label), see :mod:`.hook_secrets`.
 """
 
 from __future__ import annotations
@@ -18,9 +21,24 @@ NO_SECRET_KEY = ("This server cannot store provider keys for triggers: its opera
                  "provider account, or ask the operator to set CONNECTOR_SECRET_KEY.")
 
 
-def _fernet(secret_key: str) -> Fernet:
-    digest = hashlib.sha256(b"tiktok-connector/provider-credentials:" + secret_key.encode()).digest()
+def _fernet(secret_key: str, purpose: bytes = b"provider-credentials") -> Fernet:
+    digest = hashlib.sha256(b"tiktok-connector/" + purpose + b":" + secret_key.encode()).digest()
     return Fernet(base64.urlsafe_b64encode(digest))
+
+
+def encrypt_secret(secret_key: str, secret: str) -> str:
+    """A webhook secret as stored: a Fernet token under ``CONNECTOR_SECRET_KEY``."""
+    return _fernet(secret_key, b"webhook-secrets").encrypt(secret.encode()).decode()
+
+
+def decrypt_secret(secret_key: str | None, token: str) -> str:
+    """A stored webhook secret; ValueError when CONNECTOR_SECRET_KEY is missing or changed."""
+    if not secret_key:
+        raise ValueError("CONNECTOR_SECRET_KEY is not set; stored webhook secrets cannot be read")
+    try:
+        return _fernet(secret_key, b"webhook-secrets").decrypt(token.encode()).decode()
+    except InvalidToken:
+        raise ValueError("CONNECTOR_SECRET_KEY changed; stored webhook secrets cannot be read") from None
 
 
 def credential_hash(credentials: str | None) -> str:

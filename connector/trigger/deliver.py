@@ -34,7 +34,7 @@ from ..errors import redact
 from ..providers.http import parse_retry_after
 from .events import iso
 from .outbox import SILENT_STATUSES
-from .signing import signed_headers
+from .signing import SECRET_COLUMNS, signed_headers, signing_secrets
 from .tables import deliveries, delivery_attempts, events, subscriptions
 from .targets import target_receiver
 from .watches import delete_subscription
@@ -147,17 +147,17 @@ def retry_delay(schedule: tuple[int, ...], attempts: int, retry_after: float | N
     return base
 
 
-def _error_text(status: int, body: bytes, secret: str) -> str:
+def _error_text(status: int, body: bytes, secret: tuple[str, ...]) -> str:
     error = f"HTTP {status}"
     if 300 <= status < 400:
         return error + " (redirects are not followed; use the final URL)"
     snippet = " ".join(body[:400].decode("utf-8", "replace").split())[:200]
-    return f"{error}: {redact(snippet, (secret,))}" if snippet else error
+    return f"{error}: {redact(snippet, secret)}" if snippet else error
 
 
 # What sending a delivery needs, for the ids given (a claimed batch, or one delivery).
 _SENDING = (sa.select(deliveries.c.id, deliveries.c.attempts, deliveries.c.event_id, deliveries.c.subscription_id,
-                      subscriptions.c.watch_id, subscriptions.c.target_url, subscriptions.c.secret,
+                      subscriptions.c.watch_id, subscriptions.c.target_url, *SECRET_COLUMNS,
                       events.c.payload, events.c.detected_at)
             .select_from(deliveries.join(subscriptions, subscriptions.c.id == deliveries.c.subscription_id)
                          .join(events, events.c.id == deliveries.c.event_id))
@@ -192,14 +192,18 @@ def send_one(svc, claimed: Claimed, *, resolve=None) -> Attempt | Outcome:
         return Outcome(claimed.id, "gone")
     status_code, error, retry_after = None, None, None
     started = svc.clock()
-    headers = signed_headers(row.secret, row.event_id, row.payload, int(started))
+    try:
+        keys = signing_secrets(settings.secret_key, row, started)
+    except ValueError as exc:     # CONNECTOR_SECRET_KEY missing or changed: retried as any failure
+        return Attempt(claimed, row, None, str(exc), None, started, svc.clock())
+    headers = signed_headers(keys, row.event_id, row.payload, int(started))
     try:
         kwargs = {"resolve": resolve} if resolve is not None else {}
         answer = post(row.target_url, row.payload.encode(), headers, allow_private=settings.allow_private_targets,
                       timeout=settings.delivery_timeout, max_bytes=settings.delivery_max_response_bytes, **kwargs)
         status_code = answer.status
         if not 200 <= status_code < 300:
-            error = _error_text(status_code, answer.body, row.secret)
+            error = _error_text(status_code, answer.body, keys)
             retry_after = parse_retry_after(answer.headers.get("retry-after"))
     except PostFailed as exc:
         error = exc.message

@@ -27,11 +27,11 @@ from ..manifests import Manifest
 from ..store import insert_ignore
 from ..store.keys import Caller
 from .billing import can_pay
-from .crypto import credential_hash
+from .crypto import credential_hash, encrypt_secret
 from .events import EVENT, follower_fields, iso, passes
+from .hook_secrets import ROTATION_OVERLAP, current_secret, new_stored_secret
 from .outbox import account_events, store_events, subscription_filters
 from .poll import poll_in_request
-from .signing import new_webhook_secret
 from .tables import deliveries, delivery_attempts, events, inbox, subscriptions, watches
 from .targets import target_receiver
 from .threshold import figure, initial_state, last_passed
@@ -149,9 +149,9 @@ def _inputs(sub) -> dict:
     return json.loads(sub["inputs"]) if sub["inputs"] else {}
 
 
-def _created_view(sub, handle: str) -> dict:
+def _created_view(sub, handle: str, secret: str) -> dict:
     return {"id": sub["id"], "event": sub["event"], "handle": handle, "targetUrl": sub["target_url"],
-            "secret": sub["secret"], "createdAt": iso(sub["created_at"]), **_inputs(sub)}
+            "secret": secret, "createdAt": iso(sub["created_at"]), **_inputs(sub)}
 
 
 def create_hook(svc, caller: Caller, manifest: Manifest, provider_name: str, credentials: str | None, *,
@@ -165,9 +165,11 @@ def create_hook(svc, caller: Caller, manifest: Manifest, provider_name: str, cre
         with svc.store.connect() as conn:
             return conn.execute(sa.select(subscriptions).where(subscriptions.c.dedupe_key == dedupe)).mappings().first()
 
+    secret_key = svc.settings.secret_key
     row = existing()
     if row is not None:
-        return _created_view(row, handle), False
+        return _created_view(row, handle, current_secret(secret_key, row)), False
+    stored, secret = new_stored_secret(secret_key)     # refused, naming the setting, without a key
     _check_quotas(svc, caller, wid, new_hook=True)
     if not can_pay(svc.keys, caller, reader_manifest(svc.manifests, manifest.operation).cost):
         raise InsufficientCredits()
@@ -176,7 +178,7 @@ def create_hook(svc, caller: Caller, manifest: Manifest, provider_name: str, cre
         sub = {"id": "hook_" + secrets.token_hex(12), "watch_id": watch["id"], "key_id": caller.id,
                "kind": "hook", "event": event, "target_url": target_url, "inputs": _canonical(inputs) or None,
                "state": _threshold_state(manifest, samples),
-               "target_host": target_receiver(target_url), "dedupe_key": dedupe, "secret": new_webhook_secret(),
+               "target_host": target_receiver(target_url), "dedupe_key": dedupe, **stored,
                "request_source": request_source, "status": "active", "credits_spent": spent,
                "created_at": svc.clock(), "last_called_at": None}
         inserted = conn.execute(insert_ignore(svc.store.dialect, subscriptions, sub)
@@ -186,8 +188,9 @@ def create_hook(svc, caller: Caller, manifest: Manifest, provider_name: str, cre
     sub, spent = _subscribe(svc, manifest, caller, provider_name, credentials, handle, request_source, insert)
     if sub is None:      # the same hook was created by a concurrent request: its reads cost nothing
         svc.keys.refund(caller, spent)
-        return _created_view(existing(), handle), False
-    return _created_view(sub, handle), True
+        row = existing()
+        return _created_view(row, handle, current_secret(secret_key, row)), False
+    return _created_view(sub, handle, secret), True
 
 
 def _own_hook(conn, caller: Caller, hook_id: str):
@@ -248,6 +251,26 @@ def delete_hook(svc, caller: Caller, hook_id: str) -> None:
         sub = _own_hook(conn, caller, hook_id)
     with svc.store.write() as conn:   # write first: SQLite cannot upgrade a stale read
         delete_subscription(conn, sub["id"], sub["watch_id"])
+
+
+def rotate_hook_secret(svc, caller: Caller, hook_id: str, *, secret: str | None = None,
+                       overlap: float = ROTATION_OVERLAP) -> dict:
+    """Give the hook a new secret (``secret``, else a random one); the current one keeps
+    signing beside it for ``overlap`` seconds (0: stops at once). Rotating again within the
+    overlap drops the oldest: only the two newest secrets ever sign."""
+    secret_key = svc.settings.secret_key
+    encrypted, new = new_stored_secret(secret_key, secret)
+    now = svc.clock()
+    with svc.store.connect() as conn:
+        sub = _own_hook(conn, caller, hook_id)
+    old = current_secret(secret_key, sub)
+    until = now + overlap if overlap > 0 and old != new else None
+    with svc.store.write() as conn:
+        conn.execute(subscriptions.update().where(subscriptions.c.id == sub["id"]).values(
+            secret=None, **encrypted,
+            previous_secret_enc=encrypt_secret(secret_key, old) if until is not None else None,
+            previous_secret_until=until))
+    return {"id": sub["id"], "secret": new, "previousSecretExpiresAt": iso(until)}
 
 
 def set_hook_enabled(svc, caller: Caller, hook_id: str, enabled: bool) -> dict:
