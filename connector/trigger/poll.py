@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .. import metrics
-from ..errors import NotOffered, UpstreamError, redact
+from ..errors import ERROR_KINDS, NotOffered, UpstreamError, redact
 from ..store.keys import Caller
 from .billing import Tab, load_callers, paying_subscriptions
 from .crypto import decrypt_credentials
@@ -35,8 +35,7 @@ from .watches import PROFILE, dump_gaps, load_gaps, reader_manifest
 
 log = logging.getLogger("connector.trigger")
 
-ERROR_STATUS = {"not_found": "not_found", "auth_failed": "auth_failed", "not_configured": "auth_failed",
-                "provider_key_rejected": "auth_failed"}
+ERROR_STATUS = {name: kind.watch_status for name, kind in ERROR_KINDS.items()}   # a failed poll's watch status
 LOOP_MESSAGE = ("The followers service returned the same page twice (loop detected); "
                 "the watch is retried at its next poll.")
 NOBODY_PAYS = "No subscriber of this watch has credits left; top up a key to resume."
