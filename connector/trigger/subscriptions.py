@@ -22,7 +22,7 @@ import secrets
 import sqlalchemy as sa
 
 from ..errors import (UPSTREAM_KINDS, Conflict, InsufficientCredits, NotFoundError, QuotaExceeded,
-                      UpstreamError)
+                      RateLimited, UpstreamError)
 from ..manifests import Manifest
 from ..store import insert_ignore
 from ..store.keys import Caller
@@ -34,6 +34,7 @@ from .outbox import account_events, store_events, subscription_filters
 from .poll import poll_in_request
 from .tables import deliveries, delivery_attempts, events, inbox, subscriptions, watches
 from .targets import target_receiver
+from .threshold import figure, initial_state, last_passed
 from .watches import create_watch, delete_subscription, get_watch, reader_manifest, watch_id
 
 RECENT_ATTEMPTS = 20
@@ -124,6 +125,13 @@ def _vanished(handle: str) -> Conflict:
                     "deleted at the same moment); please try again.")
 
 
+def _threshold_state(manifest: Manifest, samples) -> str | None:
+    """A threshold subscription starts above the figure read when it subscribed."""
+    if manifest.strategy != "threshold" or not samples:
+        return None
+    return initial_state(figure(manifest, samples[0][1]))
+
+
 # -- hooks ----------------------------------------------------------------------------------
 
 def _canonical(inputs: dict | None) -> str:
@@ -166,9 +174,10 @@ def create_hook(svc, caller: Caller, manifest: Manifest, provider_name: str, cre
     if not can_pay(svc.keys, caller, reader_manifest(svc.manifests, manifest.operation).cost):
         raise InsufficientCredits()
 
-    def insert(conn, watch, spent, _samples):
+    def insert(conn, watch, spent, samples):
         sub = {"id": "hook_" + secrets.token_hex(12), "watch_id": watch["id"], "key_id": caller.id,
                "kind": "hook", "event": event, "target_url": target_url, "inputs": _canonical(inputs) or None,
+               "state": _threshold_state(manifest, samples),
                "target_host": target_receiver(target_url), "dedupe_key": dedupe, **stored,
                "request_source": request_source, "status": "active", "credits_spent": spent,
                "created_at": svc.clock(), "last_called_at": None}
@@ -264,6 +273,34 @@ def rotate_hook_secret(svc, caller: Caller, hook_id: str, *, secret: str | None 
     return {"id": sub["id"], "secret": new, "previousSecretExpiresAt": iso(until)}
 
 
+READ_NOW_EVERY = 60.0     # seconds: POST /hooks/<id>/poll at most once a minute per hook
+
+
+def request_read(svc, caller: Caller, hook_id: str) -> dict:
+    """Have the hook's watch read at the worker's next pass, whatever its schedule (charged as
+    any read). At most once a :data:`READ_NOW_EVERY` per hook, else :class:`RateLimited`."""
+    now = svc.clock()
+    with svc.store.connect() as conn:
+        sub = _own_hook(conn, caller, hook_id)
+    with svc.store.write() as conn:
+        # One statement decides, so two requests at once cannot both pass.
+        taken = conn.execute(subscriptions.update().where(
+            subscriptions.c.id == sub["id"], sa.or_(subscriptions.c.poll_requested_at.is_(None),
+                                                    subscriptions.c.poll_requested_at <= now - READ_NOW_EVERY))
+            .values(poll_requested_at=now)).rowcount
+        if taken:
+            conn.execute(watches.update().where(watches.c.id == sub["watch_id"], watches.c.next_poll_at > now)
+                         .values(next_poll_at=now))
+    if not taken:
+        wait = int(sub["poll_requested_at"] + READ_NOW_EVERY - now) + 1 if sub["poll_requested_at"] else 1
+        raise RateLimited(wait, f"This hook's account was already queued for a read less than a minute ago; "
+                                f"ask again in {max(1, wait)} s.")
+    with svc.store.connect() as conn:
+        watch = get_watch(conn, sub["watch_id"])
+    return {"id": sub["id"], "event": sub["event"], "handle": watch["handle"], "queued": True,
+            "nextPollAt": iso(watch["next_poll_at"])}
+
+
 def set_hook_enabled(svc, caller: Caller, hook_id: str, enabled: bool) -> dict:
     """Pause a hook (nothing is read or sent for it), or enable it again, also after it was
     disabled for failing: its pending deliveries go out at once."""
@@ -301,17 +338,21 @@ def _poll_subscriber(svc, manifest: Manifest, caller: Caller, sub_id: str, sourc
     def write(conn, watch, spent, samples):
         now, dialect, wid = svc.clock(), svc.store.dialect, watch["id"]
         sub = {"id": sub_id, "watch_id": wid, "key_id": caller.id, "kind": "poll", "event": manifest.event,
-               "inputs": _canonical(inputs) or None, "request_source": source, "status": "active",
-               "credits_spent": 0, "created_at": now}
+               "inputs": _canonical(inputs) or None, "state": _threshold_state(manifest, samples),
+               "request_source": source, "status": "active", "credits_spent": 0, "created_at": now}
         conn.execute(insert_ignore(dialect, subscriptions, sub))
         conn.execute(subscriptions.update().where(subscriptions.c.id == sub_id).values(
             last_called_at=now, request_source=source, credits_spent=subscriptions.c.credits_spent + spent))
-        filters = subscription_filters(manifest, sub)
-        samples = [(key, record) for key, record in samples
-                   if not filters or passes(filters, follower_fields(record))]
-        if samples:
+        if manifest.strategy == "threshold":
+            # The last multiple the figure passed, as a sample (never delivered).
+            rows = [] if not samples else last_passed(manifest, inputs, figure(manifest, samples[0][1]), watch, now)
+        else:
             # Accounts of the page it paid for; their events may have been pruned: stored again.
+            filters = subscription_filters(manifest, sub)
+            samples = [(key, record) for key, record in samples
+                       if not filters or passes(filters, follower_fields(record))]
             rows = account_events(watch, manifest, list(reversed(samples)), now, baseline=True)
+        if rows:
             store_events(conn, dialect, rows, now)
             ids = [row["id"] for row in rows]
             for seq in conn.execute(sa.select(events.c.seq).where(events.c.id.in_(ids))).scalars():
