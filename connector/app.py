@@ -15,7 +15,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import metrics
+from . import metrics, metrics_server
 from .api import actions, errors, hooks, meta, triggers
 from .api.common import REQUEST_SOURCES, IdConverter, JSONProvider, unexpected
 from .api.inflight import InFlight
@@ -120,10 +120,10 @@ def create_app(test_config: Settings | dict | None = None) -> Flask:
 
     @app.get("/metrics")
     def metrics_view():
-        """Prometheus' text format; see :mod:`connector.metrics` for who may read it."""
-        metrics.check_access(settings.metrics_token, request.headers.get("Authorization"), request.remote_addr,
-                             metrics.proxied(request.headers))
-        return Response(metrics.scrape(svc.store, svc.clock, svc.settings), content_type=metrics.CONTENT_TYPE)
+        """Prometheus' text format; see :mod:`connector.metrics_server` for who may read it."""
+        metrics_server.check_access(settings.metrics_token, request.headers.get("Authorization"),
+                                    request.remote_addr, metrics_server.proxied(request.headers))
+        return Response(metrics_server.scrape(svc.store, svc.clock, svc.settings), content_type=metrics_server.CONTENT_TYPE)
 
     @app.errorhandler(ConnectorError)
     def connector_error(exc: ConnectorError):

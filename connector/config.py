@@ -312,8 +312,8 @@ class WorkerSettings:
     lease_seconds: float = setting("CONNECTOR_POLL_LEASE_SECONDS", 120.0,
         "seconds a poller owns a watch before another may take it over", Number(1))
     poll_threads: int = setting("CONNECTOR_POLL_THREADS", 32, "watches one worker polls at once", Whole(1))
-    delivery_threads: int = setting("CONNECTOR_DELIVERY_THREADS", 64,
-        "webhooks one worker sends at once (threads mostly wait on sockets)", Whole(1))
+    delivery_concurrency: int = setting("CONNECTOR_DELIVERY_CONCURRENCY", 1000,
+        "webhook attempts one worker has open at once (each a coroutine, not a thread)", Whole(1))
     claim_batch: int = 200
     idle_sleep: float = setting("CONNECTOR_POLL_IDLE_SLEEP", 0.25,
         "seconds the worker rests between passes (bounds commit-to-delivery latency)", Number(0.01))
@@ -370,8 +370,9 @@ class Settings:
     delivery_max_response_bytes: int = 64 * 1024
     delivery_per_host: int = setting("CONNECTOR_DELIVERY_PER_HOST", 8,
         "webhook attempts at once to one receiver host, per worker", Whole(1))
-    delivery_per_key: int = setting("CONNECTOR_DELIVERY_PER_KEY", 16,
-        "webhook attempts at once for one key's hooks, per worker", Whole(1))
+    delivery_per_key: int = setting("CONNECTOR_DELIVERY_PER_KEY", 4,
+        "webhook attempts one key may always have open, per worker (its fair share is more while few keys have work)",
+        Whole(1))
     max_requests_in_flight_per_key: int = setting("CONNECTOR_MAX_REQUESTS_IN_FLIGHT_PER_KEY", 4,
         "one key's requests answered at once, per web process (over it: 429)", Whole(1))
     hook_disable_after: float = setting("CONNECTOR_HOOK_DISABLE_AFTER_DAYS", 5 * DAY,

@@ -15,9 +15,11 @@
      └── UpstreamError       the data provider failed; its ``kind`` (:data:`UPSTREAM_KINDS`)
                              picks the message from the action's manifest
 
-Code below the edges raises these and knows nothing of HTTP or terminals: the HTTP edge
-(:mod:`connector.api.errors`) gives each its status and headers in one table, the CLI
-(:mod:`connector.cli.base`) its wording. A message that names how the caller chose a
+Each error has a ``kind``, a row of :data:`ERROR_KINDS`, the one table of what a failure
+means to each edge: HTTP status, who must act, whether to retry, a watch's status, Make's
+error type. Code below the edges raises these and knows nothing of HTTP or terminals: the HTTP
+edge (:mod:`connector.api.errors`) reads the table for statuses and headers, the CLI
+(:mod:`connector.cli.base`) words them. A message that names how the caller chose a
 provider says :data:`PROVIDER_OPTION` / :data:`PROVIDER_KEY_OPTION`; each edge fills in its
 own words with :func:`worded` (the ``X-Provider`` headers, the ``--provider`` options).
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -46,6 +49,8 @@ __all__ = [
     "NotOffered",
     "PayloadTooLarge",
     "UpstreamError",
+    "ErrorKind",
+    "ERROR_KINDS",
     "UPSTREAM_KINDS",
     "PROVIDER_OPTION",
     "PROVIDER_KEY_OPTION",
@@ -77,6 +82,7 @@ def worded(message: str, words: dict[str, str]) -> str:
 
 
 class ConnectorError(Exception):
+    kind = "unexpected"        # its row in ERROR_KINDS: status, who must act, ...
     message = "An unexpected server error occurred."
 
     def __init__(self, message: str | None = None):
@@ -86,6 +92,8 @@ class ConnectorError(Exception):
 
 class BadRequest(ConnectorError):
     """The request itself is wrong; the message says what to fix."""
+
+    kind = "bad_request"
 
 
 class InvalidCursor(BadRequest):
@@ -114,36 +122,48 @@ class NotOffered(BadRequest):
 
 
 class Unauthorized(ConnectorError):
+    kind = "unauthorized"
     message = INVALID_KEY
 
 
 class Forbidden(ConnectorError):
     """The request may not read this from where it comes; the message says what would allow it."""
 
+    kind = "forbidden"
+
 
 class InsufficientCredits(ConnectorError):
+    kind = "insufficient_credits"
     message = NO_CREDITS
 
 
 class QuotaExceeded(ConnectorError):
     """The caller key holds as many hooks or watched accounts as it may."""
 
+    kind = "quota_exceeded"
+
 
 class NotFoundError(ConnectorError):
+    kind = "no_such_resource"
     message = "Not found."
 
 
 class Conflict(ConnectorError):
     """What the request changes changed underneath it; trying again works."""
 
+    kind = "conflict"
+
 
 class PayloadTooLarge(ConnectorError):
     """The request body is over the limit."""
+
+    kind = "payload_too_large"
 
 
 class RateLimited(ConnectorError):
     """The caller's own per-minute limit (the upstream's is ``UpstreamError("rate_limited")``)."""
 
+    kind = "over_rate_limit"
     message = RATE_LIMITED
 
     def __init__(self, retry_after: int, message: str | None = None, *, limit: int | None = None):
@@ -155,30 +175,72 @@ class RateLimited(ConnectorError):
         self.retry_after = seconds
 
 
-# What can go wrong upstream, and who must act; the HTTP edge gives each its status
-# (contract section 4, the seed documents' table).
-UPSTREAM_KINDS = (
-    "could_not_process",      # the upstream refused the handle itself
-    "reported_issue",         # the upstream refused the request for another reason
-    "provider_key_rejected",  # a caller-supplied provider key was refused: the caller must fix it
-    "not_found",              # missing, private or hidden account
-    "not_configured",         # no provider has credentials: the operator must act
-    "auth_failed",            # the operator's provider credentials were refused
-    "unexpected",             # a bug of ours; details only in the log
-    "unavailable",            # upstream down, timing out or answering 5xx
-    "invalid_data",           # upstream answered 200 with a body we cannot read
-    "fetch_error",            # upstream failed in a way we cannot classify
-    "rate_limited",           # the upstream's own rate limit or quota
-)
+@dataclass(frozen=True)
+class ErrorKind:
+    """How every edge treats one kind of failure: the HTTP status (contract section 4), who must
+    act (``caller``, ``operator``, ``upstream``: wait and retry, ``us``: a bug), whether another
+    try later may work, what a watch whose poll fails so shows, Make's error type for the
+    status, and the message when none is given (an upstream kind's comes from the manifest)."""
+
+    status: int
+    who: str
+    retryable: bool = False
+    watch_status: str = "error"
+    make_type: str = "RuntimeError"
+    message: str | None = None
+    upstream: bool = True          # a provider raises it (an UpstreamError kind)
+
+
+# The one table of error kinds, read by api/errors.py (statuses, Retry-After), trigger/poll.py
+# (a watch's status), export/make.py (Make's error types) and export/openapi.py (statuses and
+# messages). UpstreamError kinds first: what can go wrong upstream (the seed documents' table).
+ERROR_KINDS: dict[str, ErrorKind] = {
+    # the upstream refused the handle itself
+    "could_not_process": ErrorKind(400, "caller", make_type="DataError"),
+    # the upstream refused the request for another reason
+    "reported_issue": ErrorKind(400, "caller", make_type="DataError"),
+    # a caller-supplied provider key was refused: the caller must fix it
+    "provider_key_rejected": ErrorKind(401, "caller", watch_status="auth_failed",
+                                       make_type="InvalidAccessTokenError",
+                                       message="The {provider} provider rejected the key sent in "
+                                       + PROVIDER_KEY_OPTION + ". Check the provider key in your connection settings."),
+    # missing, private or hidden account
+    "not_found": ErrorKind(404, "caller", watch_status="not_found", make_type="DataError"),
+    # no provider has credentials: the operator must act
+    "not_configured": ErrorKind(500, "operator", watch_status="auth_failed"),
+    # the operator's provider credentials were refused
+    "auth_failed": ErrorKind(500, "operator", watch_status="auth_failed"),
+    # a bug of ours; details only in the log
+    "unexpected": ErrorKind(500, "us", message=ConnectorError.message),
+    # upstream down, timing out or answering 5xx
+    "unavailable": ErrorKind(502, "upstream", retryable=True, make_type="ConnectionError"),
+    # upstream answered 200 with a body we cannot read
+    "invalid_data": ErrorKind(502, "upstream", retryable=True, make_type="ConnectionError"),
+    # upstream failed in a way we cannot classify
+    "fetch_error": ErrorKind(502, "upstream", retryable=True, make_type="ConnectionError"),
+    # the upstream's own rate limit or quota
+    "rate_limited": ErrorKind(503, "upstream", retryable=True, make_type="RateLimitError"),
+    # The request's own faults, raised at the edges (the error classes above carry these kinds).
+    "bad_request": ErrorKind(400, "caller", make_type="DataError", upstream=False),
+    "unauthorized": ErrorKind(401, "caller", make_type="InvalidAccessTokenError", message=INVALID_KEY,
+                              upstream=False),
+    "forbidden": ErrorKind(403, "caller", make_type="InvalidConfigurationError", upstream=False),
+    "insufficient_credits": ErrorKind(403, "caller", make_type="InvalidConfigurationError", message=NO_CREDITS,
+                                      upstream=False),
+    "quota_exceeded": ErrorKind(403, "caller", make_type="InvalidConfigurationError", upstream=False),
+    "no_such_resource": ErrorKind(404, "caller", make_type="DataError", message="Not found.", upstream=False),
+    "conflict": ErrorKind(409, "caller", retryable=True, upstream=False),
+    "payload_too_large": ErrorKind(413, "caller", make_type="DataError", message="Request body is too large.",
+                                   upstream=False),
+    "over_rate_limit": ErrorKind(429, "caller", retryable=True, make_type="RateLimitError", message=RATE_LIMITED,
+                                 upstream=False),
+}
+
+# What can go wrong upstream (the kinds an UpstreamError may carry).
+UPSTREAM_KINDS = tuple(name for name, kind in ERROR_KINDS.items() if kind.upstream)
 
 # Kinds worth another try later (by the poller, or by the caller after Retry-After).
-RETRYABLE_KINDS = frozenset({"unavailable", "fetch_error", "rate_limited", "invalid_data"})
-
-# Messages for kinds that no manifest words (they do not depend on the action).
-GENERIC_MESSAGES = {
-    "provider_key_rejected": "The {provider} provider rejected the key sent in " + PROVIDER_KEY_OPTION + ". "
-    "Check the provider key in your connection settings.",
-}
+RETRYABLE_KINDS = frozenset(name for name in UPSTREAM_KINDS if ERROR_KINDS[name].retryable)
 
 # Second sentences for seed messages that do not say whose limit or whose key is missing.
 UPSTREAM_RATE_LIMITED = ("This is the {provider} data provider's limit on this service, not your "
@@ -201,7 +263,7 @@ class UpstreamError(ConnectorError):
         self.provider = provider
 
     def user_message(self, messages: dict[str, str], handle: str | None = None) -> str:
-        template = messages.get(self.kind) or GENERIC_MESSAGES.get(self.kind) or messages["unexpected"]
+        template = messages.get(self.kind) or ERROR_KINDS[self.kind].message or messages["unexpected"]
         return template.format(handle=handle or "", provider=self.provider or "provider",
                                detail="internal error")
 

@@ -2,24 +2,25 @@
 
 ``load_manifests(dir)`` checks every ``*.json`` against ``manifests/schema.json`` and a few
 rules the schema cannot express, and stops with a :class:`ManifestError` naming the file
-and the field. ``Manifest.parse(body, headers)`` validates a request body with checks
-compiled from the manifest's inputs at start-up (one small function per input, checked in
-the manifest's order; the first problem is the answer) and returns the provider arguments.
+and the field. ``Manifest.parse(body, headers)`` validates a request body with the marshmallow
+schema built from the manifest's inputs at start-up (:mod:`connector.inputs`; of several
+problems, the first input in the manifest's order is the answer) and returns the values.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+from marshmallow import Schema, ValidationError
 
 from .errors import BadRequest
 from .handles import handle_problem, normalize_handle
+from .inputs import request_schema
 
 __all__ = ["Manifest", "ManifestError", "load_manifests"]
 
@@ -28,97 +29,8 @@ class ManifestError(Exception):
     """A manifest is invalid; the message names the file and the field."""
 
 
-class _Invalid(Exception):
-    """One input is wrong; the message says what to send."""
-
-
 # Inputs that shape one polling request, not what a subscription receives.
 REQUEST_ONLY_INPUTS = ("handle", "limit", "requestSource")
-
-# A whole number as text: ASCII digits only (int() also reads "٣" and fails on "²"), and
-# short enough that int() never refuses it.
-_INTEGER = re.compile(r"-?[0-9]{1,18}")
-
-
-class _Field:
-    """A manifest input: one message for anything wrong with it, so callers know what to send."""
-
-    def __init__(self, spec: dict):
-        self.spec = spec
-        self.key = spec["key"]
-        self.required = spec["required"]
-        self.missing_message = spec.get("message") or f"'{spec['key']}' is required."
-
-    @property
-    def explain(self) -> str:
-        s, key = self.spec, self.spec["key"]
-        if s.get("message"):
-            return s["message"]
-        if s["type"] == "integer":
-            lo, hi = s.get("minimum"), s.get("maximum")
-            if lo is not None and hi is not None:
-                return f"'{key}' must be a whole number from {lo} to {hi}."
-            return f"'{key}' must be a whole number."
-        if s["type"] == "enum":
-            return f"'{key}' must be one of: {', '.join(s['choices'])}."
-        if s["type"] == "cursor":
-            return (f"'{key}' must be the minCursor of a previous response "
-                    "(a non-negative number or a cursor string).")
-        if s["type"] == "boolean":
-            return f"'{key}' must be true or false."
-        return f"'{key}' must be a non-empty string of at most {s.get('maxLength', 1000)} characters."
-
-    def _fail(self, hint: str = ""):
-        raise _Invalid(f"{self.explain.rstrip('.')}, {hint}." if hint else self.explain)
-
-    def convert(self, value):
-        """The value the provider gets, or :class:`_Invalid`."""
-        s = self.spec
-        kind = s["type"]
-        if kind == "integer":
-            if isinstance(value, bool):
-                self._fail()
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            elif isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
-                value = int(value.strip())
-            elif isinstance(value, str) and any(c.isdigit() and not c.isascii() for c in value):
-                self._fail("written with the digits 0-9")
-            if not isinstance(value, int):
-                self._fail()
-            if s.get("minimum") is not None and value < s["minimum"]:
-                self._fail()
-            if s.get("maximum") is not None and value > s["maximum"]:
-                self._fail()
-            return value
-        if kind == "boolean":
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "false"):
-                return value.lower() == "true"
-            self._fail()
-        if kind == "cursor":
-            if isinstance(value, bool):
-                self._fail()
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            if isinstance(value, int):
-                if value < 0:
-                    self._fail()
-                return value
-            if isinstance(value, str) and 0 < len(value) <= s.get("maxLength", 512) and value.isprintable():
-                return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else value
-            self._fail()
-        # string and enum
-        if not isinstance(value, str) or not value.strip():
-            self._fail()
-        # A handle too long to be one is refused by Manifest.parse, with the rule for handles.
-        if len(value) > s.get("maxLength", 1000) and s.get("format") != "tiktok_handle":
-            self._fail()
-        if kind == "enum":
-            if value not in s["choices"]:
-                self._fail()
-        return value
 
 
 @dataclass
@@ -126,7 +38,7 @@ class Manifest:
     key: str
     data: dict
     path: Path
-    fields: tuple[_Field, ...] = field(repr=False, default=())
+    schema: Schema | None = field(repr=False, default=None)   # loads a request's inputs
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -165,16 +77,11 @@ class Manifest:
             if value is None or (value == "" and not spec["required"]):
                 continue
             data[spec["key"]] = value
-        values = {}
-        for input_ in self.fields:
-            if input_.key not in data:
-                if input_.required:
-                    raise BadRequest(input_.missing_message)
-                continue
-            try:
-                values[input_.key] = input_.convert(data[input_.key])
-            except _Invalid as exc:
-                raise BadRequest(str(exc)) from None
+        try:
+            values = self.schema.load(data)
+        except ValidationError as exc:
+            first = next(key for key in self.input_keys if key in exc.messages)
+            raise BadRequest(exc.messages[first][0]) from None
         for spec in self.inputs:
             if spec["key"] not in values and "default" in spec:
                 values[spec["key"]] = spec["default"]
@@ -293,7 +200,7 @@ def load_manifests(directory: Path | str) -> dict[str, Manifest]:
         if hook_route:
             hook_routes.add(hook_route)
         manifests[data["key"]] = Manifest(key=data["key"], data=data, path=path,
-                                       fields=tuple(_Field(spec) for spec in data["inputs"]))
+                                       schema=request_schema(data["key"], data["inputs"]))
     if not manifests:
         raise ManifestError(f"{directory}: no manifests found")
     return manifests

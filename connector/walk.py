@@ -18,9 +18,11 @@ from .providers.base import Provider
 from .providers.paging import Paginator
 from .records import FOLLOWER_STATS_FIELDS, FOLLOWER_USER_FIELDS, Page, follower_key
 
-__all__ = ["WalkStats", "walk"]
+__all__ = ["WalkStats", "walk_list"]
 
 CSV_FIELDS = FOLLOWER_USER_FIELDS + FOLLOWER_STATS_FIELDS
+# Failures the HTTP layer does not retry (the answer was a 200) and a second read may cure.
+REREAD_KINDS = frozenset({"invalid_data"})
 
 
 @dataclass
@@ -40,7 +42,7 @@ class WalkStats:
         return self.records / elapsed if elapsed > 0 else 0.0
 
 
-def walk(provider: Provider, handle: str, which: str = "followers", *, cursor: Any = None,
+def walk_list(provider: Provider, handle: str, which: str = "followers", *, cursor: Any = None,
          seen: set[str] | None = None, count: int | None = None, retries: int = 3,
          sleep: Callable[[float], None] = time.sleep,
          stats: WalkStats | None = None) -> Iterator[tuple[Page, list[dict]]]:
@@ -48,8 +50,11 @@ def walk(provider: Provider, handle: str, which: str = "followers", *, cursor: A
 
     ``seen`` (follower keys already delivered) is updated in place; ``stats`` is updated
     before each yield, so ``stats.cursor`` is where to resume after the yielded page.
-    Retryable upstream failures are retried ``retries`` times per page (honouring
-    ``retry_after``, at most a minute); a cursor that comes back raises (loop detected).
+    Timeouts, transport errors, 429 and 5xx are retried once, by the provider's HTTP layer
+    (:class:`connector.providers.http.RetryPolicy`; ``connector followers`` gives it a patient
+    one), never again here. What that layer cannot see, a page that came back whole but
+    malformed (``invalid_data``), is read again up to ``retries`` times, ``sleep`` waiting 2, 4,
+    8 s between. A cursor that comes back raises (loop detected).
     """
     seen = set() if seen is None else seen
     stats = stats or WalkStats()
@@ -62,9 +67,9 @@ def walk(provider: Provider, handle: str, which: str = "followers", *, cursor: A
                 page = fetch(handle, cursor=paginator.cursor, count=count)
                 break
             except UpstreamError as exc:
-                if not exc.retryable or attempt == retries:
+                if exc.kind not in REREAD_KINDS or attempt == retries:
                     raise
-                sleep(min(60.0, exc.retry_after if exc.retry_after is not None else 2.0 * 2 ** attempt))
+                sleep(2.0 * 2 ** attempt)
         paginator.advance(page)
         fresh = []
         for record in page.records:

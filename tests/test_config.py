@@ -56,7 +56,7 @@ def test_every_variable_lands_in_a_typed_field():
         value = getattr(settings.worker if declared in worker else settings, declared.attr)
         assert value == expected[declared.env] and value != declared.default, declared.env
     assert settings.worker == dataclasses.replace(WorkerSettings(), page_budget=4, lease_seconds=4.0, poll_threads=4,
-                                                  delivery_threads=4, idle_sleep=3.0)
+                                                  delivery_concurrency=4, idle_sleep=3.0)
     assert settings.retention_seconds == 30 * DAY and settings.hook_disable_after == 2.01 * DAY
 
 

@@ -38,3 +38,22 @@ def test_every_upstream_kind_answers_with_its_status_and_a_message(kind):
     assert status == edge.UPSTREAM_STATUS[kind]
     assert body == {"error": "Something went wrong upstream."}
     assert ("Retry-After" in headers) == (kind == "rate_limited")
+
+
+@pytest.mark.parametrize("cls", list(_subclasses(domain.ConnectorError)), ids=lambda c: c.__name__)
+def test_every_error_class_has_a_row_in_the_one_table(cls):
+    assert cls.kind in domain.ERROR_KINDS
+
+
+def test_the_kinds_of_one_status_agree_on_makes_error_type():
+    from connector.export.make import ERRORS
+    for name, kind in domain.ERROR_KINDS.items():
+        assert ERRORS[kind.status] == kind.make_type, f"{name}: Make's type for {kind.status} is {ERRORS[kind.status]}"
+
+
+def test_who_must_act_and_the_watch_status_are_the_tables():
+    kinds = domain.ERROR_KINDS
+    assert {k for k, v in kinds.items() if v.who == "operator"} == {"not_configured", "auth_failed"}
+    assert {k for k, v in kinds.items() if v.watch_status != "error"} == {"provider_key_rejected", "not_found",
+                                                                          "not_configured", "auth_failed"}
+    assert all(kinds[k].who == "upstream" for k in domain.RETRYABLE_KINDS)

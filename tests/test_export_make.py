@@ -102,7 +102,8 @@ def test_modules_kinds_and_errors(app):
     assert {n: m["moduleType"] for n, m in modules.items()} == {
         "getProfile": "action", "listFollowers": "search", "listFollowing": "search",
         "watchNewFollower": "trigger", "watchNewFollowerInstant": "instant_trigger",
-        "watchNewFollowing": "trigger", "watchNewFollowingInstant": "instant_trigger"}
+        "watchNewFollowing": "trigger", "watchNewFollowingInstant": "instant_trigger",
+        "watchFollowerMilestone": "trigger", "watchFollowerMilestoneInstant": "instant_trigger"}
     assert modules["watchNewFollowerInstant"]["webhook"] == "newFollower"
     assert modules["watchNewFollowingInstant"]["webhook"] == "newFollowing"
     # A hook subscribes with the trigger's filters; an empty one is left out.

@@ -90,14 +90,14 @@ def test_the_trigger_is_refused_too_before_anything_is_made(serve, make_settings
 
 def test_stored_errors_are_worded_for_http_when_shown(serve, make_settings):
 
-    from connector.errors import GENERIC_MESSAGES
+    from connector.errors import ERROR_KINDS
     from connector.trigger.tables import watches
     live = serve(make_settings(allow_private_targets=True))
     raw, _ = live.services.keys.create()
     with live.client(raw) as http:
         hook = http.post("/api/v1/hooks", json={"event": "new_follower", "handle": "stoolpresidente",
                                                 "targetUrl": "http://127.0.0.1:9/hook"}).json()
-        stored = GENERIC_MESSAGES["provider_key_rejected"].format(provider="dumpling")   # as a poll stores it
+        stored = ERROR_KINDS["provider_key_rejected"].message.format(provider="dumpling")   # as a poll stores it
         with live.services.store.begin() as conn:
             conn.execute(watches.update().values(status="auth_failed", last_error=stored))
         for view in (http.get(f"/api/v1/hooks/{hook['id']}").json(), http.get("/api/v1/hooks").json()["hooks"][0]):

@@ -3,6 +3,7 @@ paginator's loop guard: httpx.MockTransport units plus loopback runs against the
 
 from __future__ import annotations
 
+import random
 import time
 
 import httpx
@@ -15,19 +16,27 @@ from connector.providers.http import RetryPolicy, UpstreamHTTP, parse_retry_afte
 from connector.providers.paging import Paginator
 from tests.paging import iter_pages
 from connector.records import Page
+from tests.clock import ManualClock
 from tests.fakes import FakeDumpling, FakeWorld
 
 SECRET = "sk_live_abcdef123456"
 
 
 def upstream(handler, **policy) -> tuple[UpstreamHTTP, list[float]]:
-    """An UpstreamHTTP over a MockTransport; sleeps are recorded, not slept."""
+    """An UpstreamHTTP over a MockTransport on a clock the test owns: sleeps are recorded and move
+    the clock, never the wall clock."""
     slept: list[float] = []
+    clock = ManualClock(0)
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock.advance(seconds)
+
     http = UpstreamHTTP("https://upstream.test", provider="t", transport=httpx.MockTransport(handler),
                         policy=RetryPolicy(**{"max_attempts": 3, "backoff_base": 0.1, "backoff_cap": 1.0,
                                               "deadline": 10.0, **policy}),
-                        secrets=(SECRET,), headers={"Authorization": f"Bearer {SECRET}"})
-    http.sleep = slept.append
+                        secrets=(SECRET,), headers={"Authorization": f"Bearer {SECRET}"},
+                        clock=clock, sleep=sleep, rng=random.Random(19))
     return http, slept
 
 
@@ -146,11 +155,19 @@ def test_undecodable_body_is_invalid_data_not_a_crash():
 def test_deadline_bounds_the_whole_request():
     handler = answers(httpx.Response(503))
     http, slept = upstream(handler, max_attempts=50, backoff_base=1.0, backoff_cap=1.0, deadline=2.0)
-    http.sleep = lambda s: (slept.append(s), time.sleep(s))
-    started = time.monotonic()
     assert http.request("GET", "/x").status_code == 503
-    assert time.monotonic() - started < 2.0
+    assert 0 < sum(slept) < 2.0                  # the clock moved only by the waits, all inside the deadline
     assert len(handler.calls) < 50
+
+
+def test_the_jitter_comes_from_the_rng_passed_in():
+    waits = [upstream(answers(httpx.Response(503)), max_attempts=4)[0] for _ in range(2)]
+    slept = []
+    for http in waits:
+        http.sleep = slept.append
+        http.request("GET", "/x")
+    assert len(slept) == 6 and slept[:3] == slept[3:]   # the same seed, the same waits
+    assert len(set(slept[:3])) == 3 and all(0 <= s <= 1.0 for s in slept)
 
 
 def test_each_attempt_gets_only_the_time_left():
@@ -211,9 +228,10 @@ def test_loopback_transient_failures_are_retried(dumpling_fake, kind):
 def test_loopback_429_with_retry_after_waits_then_succeeds(dumpling_fake):
     dumpling_fake.fail_next(1, status=429, retry_after=1)
     provider = dumpling(dumpling_fake)
-    started = time.monotonic()
+    slept: list[float] = []
+    provider.http.sleep = slept.append
     page = provider.list_followers("alice", count=5)
-    assert time.monotonic() - started >= 0.95
+    assert slept == [1.0]                         # it waited the upstream's Retry-After, then asked again
     assert len(page.records) == 5 and len(dumpling_fake.requests) == 2
     provider.close()
 

@@ -150,7 +150,7 @@ def test_filters_apply_per_subscription_on_one_read(live, http, world, dumpling,
     ({"event": "new_follower", "minFollowerCount": "many"}, "'minFollowerCount' must be a whole number"),
     ({"event": "new_following", "verifiedOnly": "yes"}, "'verifiedOnly' must be true or false"),
     ({"event": "new_following", "limit": 5}, "Unknown field 'limit'"),
-    ({"event": ["new_follower"]}, "'event' must be one of: new_follower, new_following"),
+    ({"event": ["new_follower"]}, "'event' must be one of: follower_milestone, new_follower, new_following"),
 ])
 def test_bad_trigger_inputs_are_4xx_naming_the_field(live, http, receiver, body, fragment):  # noqa: F811
     r = http.post(HOOKS, json={"handle": HANDLE, "targetUrl": receiver.url, **body})
@@ -236,3 +236,57 @@ def test_reads_at_the_same_instant_schedule_without_dividing_by_zero():
                       Policy())
         state = dump_state(result.state)
         assert result.next_poll_at >= now
+
+
+# -- Follower Milestone ------------------------------------------------------------------------
+
+def milestones(r: Receiver, every: int | None = None) -> list[int]:
+    return [b["milestone"] for b in r.delivered()]
+
+
+def test_milestones_fire_once_each_in_order_on_one_profile_read(live, http, world, dumpling, receivers):  # noqa: F811
+    tens, quarters = receivers(), receivers()
+    assert len(world[HANDLE].followers) == 75
+    hook = subscribe(http, tens, "follower_milestone", every=10)
+    assert hook["every"] == 10
+    subscribe(http, quarters, "follower_milestone", every="25")
+    first = http.post("/api/v1/triggers/follower-milestone", json={"handle": HANDLE, "every": 10}).json()["events"]
+    assert [(e["milestone"], e["followerCount"]) for e in first] == [(70, 75)]     # the sample: the last passed
+
+    world.add_followers(HANDLE, 37)                                              # 112: four tens at once
+    before = pages(dumpling, "profile")
+    cycle(live.services)
+    assert pages(dumpling, "profile") - before == 1                  # one read serves every subscription
+    assert sorted(milestones(tens)) == [80, 90, 100, 110] and sorted(milestones(quarters)) == [100]
+    assert {b["followerCount"] for b in tens.delivered()} == {112}
+    for received in tens.requests:
+        assert verify(hook["secret"], received.headers, received.body)["event"] == "follower_milestone"
+
+    for user, _ in list(world[HANDLE].followers[:5]):                            # falls to 107 ...
+        world.unfollow(HANDLE, user.id)
+    cycle(live.services)
+    world.add_followers(HANDLE, 5)                                               # ... and rises to 112 again
+    cycle(live.services)
+    assert sorted(milestones(tens)) == [80, 90, 100, 110]                        # nothing twice
+    world.add_followers(HANDLE, 10)                                              # 122
+    cycle(live.services)
+    got = Counter(b["id"] for b in tens.delivered())
+    assert sorted(milestones(tens)) == [80, 90, 100, 110, 120] and max(got.values()) == 1
+    with live.services.store.connect() as conn:
+        wid = conn.execute(sa.select(watches.c.id).where(watches.c.operation == "get_profile")).scalar_one()
+    from connector.trigger.events import event_id, subject_key
+    assert event_id(wid, subject_key("follower_milestone", "10:120")) in got        # a milestone and its every
+
+    polled = http.post("/api/v1/triggers/follower-milestone", json={"handle": HANDLE, "every": 10}).json()["events"]
+    assert [e["milestone"] for e in polled] == [120, 110, 100, 90, 80, 70]        # newest first, in order
+
+
+@pytest.mark.parametrize("every, fragment", [(5, "'every' must be a whole number from 10"),
+                                             ("x", "'every' must be a whole number"),
+                                             (True, "'every' must be a whole number")])
+def test_a_bad_every_is_a_4xx_naming_it(live, http, receiver, every, fragment):  # noqa: F811
+    r = http.post(HOOKS, json={"event": "follower_milestone", "handle": HANDLE, "targetUrl": receiver.url,
+                               "every": every})
+    assert r.status_code == 400 and fragment in r.json()["error"], r.text
+    r = http.post("/api/v1/triggers/follower-milestone", json={"handle": HANDLE, "every": every})
+    assert r.status_code == 400 and fragment in r.json()["error"], r.text

@@ -180,19 +180,19 @@ def test_a_crash_after_the_posts_and_before_their_outcomes_commit_sends_them_aga
 
     def die(*args, **kwargs):
         raise Crash()
-    monkeypatch.setattr(sender, "record_outcomes", die)     # the batch of outcomes never commits
+    monkeypatch.setattr(sender, "record_robustly", die)     # the batch of outcomes never commits
     with pytest.raises(Crash):
         deliver_due_webhooks(env.svc)
     monkeypatch.undo()
     first = [r.headers["webhook-id"] for r in env.receiver.requests]
-    assert sorted(first) == sorted(expected_ids(env, new))   # all five were POSTed ...
+    assert first and set(first) <= expected_ids(env, new)     # POSTed before the crash ...
     deliver_due_webhooks(env.svc)
-    assert len(env.receiver.requests) == 5                     # ... and stay claimed until their lease ends
+    assert len(env.receiver.requests) == len(first)            # ... and all five stay claimed until their lease ends
     later = env.svc.clock() + delivery_lease(env.svc.settings) + 1
     env.svc.clock = lambda: later
     deliver_due_webhooks(env.svc)
-    again = [r.headers["webhook-id"] for r in env.receiver.requests[5:]]
-    assert sorted(again) == sorted(first)                      # sent again, with the same webhook-ids
+    again = [r.headers["webhook-id"] for r in env.receiver.requests[len(first):]]
+    assert sorted(again) == sorted(expected_ids(env, new))     # all sent (again), with the same webhook-ids
     with env.svc.store.connect() as conn:
         rows = conn.execute(sa.select(deliveries.c.status, deliveries.c.attempts)).all()
     assert sorted(rows) == [("delivered", 1)] * 5             # the recorded attempt counts once

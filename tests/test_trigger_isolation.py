@@ -1,15 +1,21 @@
 """One tenant's bad receivers cost only its own hooks: a real ``connector poll`` process,
-receivers that hang, drip or stream without end, and another key's healthy receiver."""
+receivers that hang, drip, stream without end or never answer, and another key's healthy
+receiver."""
 
 from __future__ import annotations
 
 import signal
+import socket
+import subprocess
+import time
 
 import pytest
+import sqlalchemy as sa
 
 from tests.fakes import FakeDumpling, FakeWorld
 from tests.test_trigger_worker import log_of, start_worker, subscribe, wait_for, worker_env
-from tests.trigger_kit import BadReceiver, Receiver, make_due, peak_rss_mb, trigger_settings
+from connector.trigger.tables import deliveries, events, watches
+from tests.trigger_kit import BadReceiver, Receiver, make_due, peak_rss_mb, trigger_settings, verify
 
 TIMEOUT = 6      # CONNECTOR_DELIVERY_TIMEOUT of the worker under test (s)
 
@@ -36,7 +42,7 @@ def test_a_dripping_or_endless_receiver_stalls_nobody_else(serve, sqlite_url, tm
         with live.client(careful) as http:
             subscribe(http, "brand", healthy.url)
         env = worker_env(fake, sqlite_url, tmp_path, CONNECTOR_DELIVERY_TIMEOUT=str(TIMEOUT),
-                         CONNECTOR_DELIVERY_THREADS="4", CONNECTOR_DELIVERY_PER_HOST="2",
+                         CONNECTOR_DELIVERY_CONCURRENCY="4", CONNECTOR_DELIVERY_PER_HOST="2",
                          CONNECTOR_DELIVERY_PER_KEY="2", CONNECTOR_POLL_IDLE_SLEEP="0.1")
         first = world.add_followers("brand", 10)
         make_due(svc)
@@ -75,3 +81,124 @@ def test_a_dripping_or_endless_receiver_stalls_nobody_else(serve, sqlite_url, tm
         assert {d["statusCode"] for d in views["endless"]["recentDeliveries"]} == {200}
         assert {d["statusCode"] for d in views["drip_body"]["recentDeliveries"]} == {200}
         assert views["drip_headers"]["lastDeliveryError"] == f"timed out after {TIMEOUT} s"
+
+
+class NeverAnswers:
+    """Receivers that take the connection and never answer: listening sockets on
+    ``address`` that are never accepted (the kernel completes each connection, the request
+    sits unread), one per hook, so each attempt waits for its deadline."""
+
+    def __init__(self, address: str, count: int):
+        self.socks = [socket.create_server((address, 0), backlog=64) for _ in range(count)]
+        self.urls = [f"http://{address}:{s.getsockname()[1]}/hook" for s in self.socks]
+
+    def close(self):
+        for sock in self.socks:
+            sock.close()
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+
+
+HOSTILE_KEYS, HOOKS_EACH, CAPACITY, HANG = 10, 20, 100, 60
+
+
+def test_ten_keys_whose_receivers_never_answer_leave_a_healthy_key_its_latency(serve, database_url, tmp_path):
+    """Ten keys, each with 20 hooks to receivers that never answer (127.0.0.2 to 127.0.0.11)
+    on an account of its own that gains followers before each of the healthy key's, beside one
+    healthy key, in one ``connector poll`` worker whose capacity (100 attempts at once) is
+    smaller than what the hanging hooks alone would hold: the healthy hook's p99
+    from detection to receipt stays under 2 s and within 2x of its p99 alone, and the
+    worker's memory stays bounded. Every delivery's signature is checked."""
+    world = FakeWorld(seed=17)
+    world.add_account("brand", followers=40)
+    noisy = [f"noisy{i}" for i in range(HOSTILE_KEYS)]      # the account each hostile key watches
+    for handle in noisy:
+        world.add_account(handle, followers=40)
+    healthy = Receiver()
+    hostile = [NeverAnswers(f"127.0.0.{2 + i}", HOOKS_EACH) for i in range(HOSTILE_KEYS)]
+    with FakeDumpling(world, rate_limit=10**9) as fake:
+        live = serve(trigger_settings(fake, database_url))
+        svc = live.services
+        careful, _ = svc.keys.create(name="careful")
+        with live.client(careful) as http:
+            secret = subscribe(http, "brand", healthy.url)["secret"]
+
+        def count(table) -> int:
+            with svc.store.connect() as conn:
+                return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+
+        def due(*handles: str) -> None:
+            with svc.store.begin() as conn:
+                conn.execute(watches.update().where(watches.c.handle.in_(handles)).values(next_poll_at=0))
+
+        env = worker_env(fake, database_url, tmp_path, CONNECTOR_DELIVERY_TIMEOUT=str(HANG),
+                         CONNECTOR_DELIVERY_CONCURRENCY=str(CAPACITY), CONNECTOR_DELIVERY_PER_KEY="2",
+                         CONNECTOR_POLL_IDLE_SLEEP="0.1", CONNECTOR_WEBHOOK_RETRY_SCHEDULE="0,0,0,0,0",
+                         PYTHONFAULTHANDLER="1")
+
+        def latencies(hostile_handles: list[str], rounds: int = 7, burst: int = 5) -> list[float]:
+            """Detection to receipt of the healthy hook's bursts. Each round first gives the
+            hostile keys' hooks new deliveries (polled and committed), then the healthy key
+            its burst. The first round of a phase warms up (the watches' first polls, the
+            hostile connections opening) and is not counted."""
+            seen = []
+            for round in range(rounds):
+                first = len(healthy.requests)
+                if hostile_handles:
+                    before = count(deliveries)
+                    for handle in hostile_handles:
+                        world.add_followers(handle, burst)
+                    due(*hostile_handles)
+                    wait_for(lambda: count(deliveries) >= before + len(hostile_handles) * HOOKS_EACH * burst, 60,
+                             "the hostile keys' deliveries")
+                world.add_followers("brand", burst)
+                due("brand")
+                wait_for(lambda: len(healthy.requests) >= first + burst, 60, "the healthy hook's burst")
+                arrived = {r.headers["webhook-id"]: r.at for r in healthy.requests[first:]}
+                with svc.store.connect() as conn:
+                    detected = dict(conn.execute(sa.select(events.c.id, events.c.detected_at)
+                                                 .where(events.c.id.in_(list(arrived)))).all())
+                if round:
+                    seen += [arrived[i] - detected[i] for i in arrived]
+                time.sleep(0.3)
+            return seen
+
+        worker = start_worker(env)
+        try:
+            time.sleep(1)
+            alone = latencies([])
+            hooks = []
+            for i, receivers in enumerate(hostile):
+                key, _ = svc.keys.create(name=f"hostile{i}")
+                with live.client(key) as http:
+                    hooks += [subscribe(http, noisy[i], url)["id"] for url in receivers.urls]
+            beside = latencies(noisy)
+            with svc.store.connect() as conn:    # the hostile keys' attempts were open meanwhile
+                hanging = conn.execute(sa.select(sa.func.count()).select_from(deliveries).where(
+                    deliveries.c.subscription_id.in_(hooks), deliveries.c.claimed_until.is_not(None))).scalar_one()
+            rss = peak_rss_mb(worker.pid)
+        finally:
+            for receivers in hostile:             # (their connections reset: the attempts end now)
+                receivers.close()
+            worker.send_signal(signal.SIGTERM)
+            try:
+                code = worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.send_signal(signal.SIGABRT)      # (its threads' stacks go to its log)
+                worker.wait(10)
+                code = f"still running 30 s after SIGTERM: {log_of(worker)}"
+            healthy.close()
+        assert code == 0, log_of(worker)
+        assert HOSTILE_KEYS * 2 <= hanging <= 2 * CAPACITY, hanging   # they held slots (claims: 2x capacity at most)
+        assert len(alone) == len(beside) == 30
+        # Within 2x of alone, alone counted as at least 0.25 s: on a loaded machine a scheduler
+        # hiccup of a few hundred ms is noise beside a 50 ms baseline (bench/isolation.py gives
+        # the figures); without the fair share the healthy hook would wait out HANG (60 s).
+        assert p99(beside) < 2.0 and p99(beside) <= 2 * max(p99(alone), 0.25), (p99(alone), p99(beside))
+        assert rss < 250, rss
+        for received in healthy.requests:
+            assert verify(secret, received.headers, received.body)["id"] == received.headers["webhook-id"]
+        assert len({r.headers["webhook-id"] for r in healthy.requests}) == len(healthy.requests) == 70

@@ -16,7 +16,7 @@ from connector.errors import UpstreamError
 from connector.providers.base import Provider
 from connector.providers.dumpling import DumplingProvider
 from connector.records import Page, follower_key
-from connector.walk import CSV_FIELDS, walk
+from connector.walk import CSV_FIELDS, walk_list
 from tests.fakes import FAKES, FakeDumpling, FakeWorld
 
 PROVIDER_ENV = ("CONNECTOR_PROVIDER", "DUMPLING_API_KEY", "DUMPLING_BASE_URL", "SOCIALFETCH_API_KEY",
@@ -185,7 +185,7 @@ def test_walk_retries_a_malformed_page_and_drops_repeats(big_world):
     with FakeDumpling(big_world) as fake:
         provider = DumplingProvider.from_settings(Settings(dumpling_api_key=fake.api_key, dumpling_base_url=fake.url))
         seen, got, slept = set(), [], []
-        for n, (page, fresh) in enumerate(walk(provider, "bigstar", seen=seen, count=100, sleep=slept.append)):
+        for n, (page, fresh) in enumerate(walk_list(provider, "bigstar", seen=seen, count=100, sleep=slept.append)):
             got += fresh
             if n == 3:
                 fake.fail_next(1, kind="malformed")
@@ -207,7 +207,7 @@ class LoopingProvider(Provider):
 def test_walk_refuses_a_cursor_that_comes_back():
     stats = walk_module.WalkStats()
     with pytest.raises(UpstreamError) as caught:
-        for _ in walk(LoopingProvider(), "x", stats=stats):
+        for _ in walk_list(LoopingProvider(), "x", stats=stats):
             pass
     assert "loop detected" in caught.value.detail
     assert stats.pages == 2 and stats.credits == 4

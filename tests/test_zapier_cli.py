@@ -187,19 +187,23 @@ def test_invoke_auth_test(app, demo):
     assert "API key is invalid or missing." in done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("key, subject", [("new_follower", "follower"), ("new_following", "followed")])
+@pytest.mark.parametrize("key, subject", [("new_follower", "follower"), ("new_following", "followed"),
+                                          ("follower_milestone", "milestone")])
 def test_invoke_every_trigger_prints_its_events(app, demo, key, subject):
     events = app.invoke("trigger", key, "--inputData", json.dumps({"handle": "@zapier_cli", "limit": "3"}),
                         "--non-interactive")
     assert isinstance(events, list) and 0 < len(events) <= 3
     assert len({e["id"] for e in events}) == len(events)
-    assert all(e["event"] == key and e["handle"] == "zapier_cli" for e in events)
-    assert all(e[subject]["uniqueId"] and e["provider"] == "demo" for e in events)
+    assert all(e["event"] == key and e["handle"] == "zapier_cli" and e["provider"] == "demo" for e in events)
+    if subject == "milestone":
+        assert all(e["milestone"] % 1000 == 0 and e["milestone"] <= e["followerCount"] for e in events)
+    else:
+        assert all(e[subject]["uniqueId"] for e in events)
     assert requests_by_source(demo) == {"ZAPIER": 1}
 
 
 def test_invoke_covers_every_trigger(app):
-    invoked = {"new_follower", "new_following"}      # test_invoke_every_trigger_prints_its_events
+    invoked = {"new_follower", "new_following", "follower_milestone"}   # test_invoke_every_trigger_prints_its_events
     assert {k for k in app.definition()["triggers"] if not k.endswith("_instant")} == invoked
 
 
@@ -246,7 +250,7 @@ def test_build_makes_the_zip_to_upload(app, demo, tmp_path):
     assert package["dependencies"] == {"zapier-platform-core": zapier.ZAPIER_CORE_VERSION}
     assert built["platformVersion"] == zapier.ZAPIER_CORE_VERSION and built["version"] == "1.0.0"
     assert set(built["triggers"]) == {"new_follower", "new_follower_instant", "new_following",
-                                      "new_following_instant"}
+                                      "new_following_instant", "follower_milestone", "follower_milestone_instant"}
     assert set(built["searches"]) == {"get_profile", "list_followers", "list_following"}
     with zipfile.ZipFile(source_zip) as archive:
         sources = set(archive.namelist())

@@ -1,52 +1,28 @@
 """The HTTP edge of the error tree: each error's status and headers, in one place.
 
-The domain's errors (:mod:`connector.errors`) carry messages only; here they become the
-seed documents' statuses (contract section 4), with ``Retry-After`` where a wait is meant,
+The domain's errors (:mod:`connector.errors`) carry a message and a kind; here the kind's
+status from :data:`connector.errors.ERROR_KINDS` (the seed documents', contract section 4)
+answers, with ``Retry-After`` where a wait is meant,
 and the provider choice is named as the request makes it: the ``X-Provider`` headers.
 """
 
 from __future__ import annotations
 
-from ..errors import (PROVIDER_KEY_OPTION, PROVIDER_OPTION, BadRequest, Conflict, ConnectorError, Forbidden,
-                      InsufficientCredits, NotFoundError, PayloadTooLarge, QuotaExceeded, RateLimited,
-                      Unauthorized, UpstreamError, worded)
+from ..errors import (ERROR_KINDS, PROVIDER_KEY_OPTION, PROVIDER_OPTION, UPSTREAM_KINDS, BadRequest, Conflict,
+                      ConnectorError, Forbidden, InsufficientCredits, NotFoundError, PayloadTooLarge, QuotaExceeded,
+                      RateLimited, Unauthorized, UpstreamError, worded)
 
-STATUS = {
-    BadRequest: 400,
-    Unauthorized: 401,
-    Forbidden: 403,
-    InsufficientCredits: 403,
-    QuotaExceeded: 403,
-    NotFoundError: 404,
-    Conflict: 409,
-    PayloadTooLarge: 413,
-    RateLimited: 429,
-}
-
-UPSTREAM_STATUS = {
-    "could_not_process": 400,
-    "reported_issue": 400,
-    "provider_key_rejected": 401,
-    "not_found": 404,
-    "not_configured": 500,
-    "auth_failed": 500,
-    "unexpected": 500,
-    "unavailable": 502,
-    "invalid_data": 502,
-    "fetch_error": 502,
-    "rate_limited": 503,
-}
+# The statuses of connector.errors.ERROR_KINDS, by error class and by upstream kind.
+STATUS = {cls: ERROR_KINDS[cls.kind].status for cls in (BadRequest, Unauthorized, Forbidden, InsufficientCredits,
+                                                         QuotaExceeded, NotFoundError, Conflict, PayloadTooLarge,
+                                                         RateLimited)}
+UPSTREAM_STATUS = {kind: ERROR_KINDS[kind].status for kind in UPSTREAM_KINDS}
 
 HTTP_WORDS = {PROVIDER_OPTION: "X-Provider", PROVIDER_KEY_OPTION: "X-Provider-Key"}
 
 
 def status_of(exc: ConnectorError) -> int:
-    if isinstance(exc, UpstreamError):
-        return UPSTREAM_STATUS[exc.kind]
-    for cls in type(exc).__mro__:
-        if cls in STATUS:
-            return STATUS[cls]
-    return 500
+    return ERROR_KINDS[exc.kind].status
 
 
 def headers_of(exc: ConnectorError) -> dict[str, str]:

@@ -27,11 +27,14 @@ from ..manifests import ManifestError, load_manifests
 from ..providers import ProviderPool
 from ..records import follower_key
 from ..records import FOLLOWER_STATS_FIELDS, FOLLOWER_USER_FIELDS
-from ..walk import CSV_FIELDS, WalkStats, walk
+from ..walk import CSV_FIELDS, WalkStats, walk_list
 from .base import CLI_WORDS, fail, load_settings, upstream_words
 
 STATE_VERSION = 1
 PROGRESS_INTERVAL = 0.1  # seconds between two redraws of the progress line
+
+WALK_ATTEMPTS = 5        # attempts per upstream call of a bulk walk
+WALK_DEADLINE = 120.0    # seconds one call may take, its retries included (Retry-After up to ~2 min)
 
 
 @click.command("followers")
@@ -59,7 +62,10 @@ def followers_command(handle, following, limit, fmt, out, resume, provider_name,
         raise click.UsageError("--resume needs --out FILE (the walk's state is kept in FILE.cursor).")
     settings = load_settings()
     provider_key = provider_key or settings.provider_key
-    pool = ProviderPool(settings)
+    # No caller waits 30 s for a bulk export: the upstream calls get a patient retry policy
+    # (rate limits waited out), which is the only one; the walk does not retry on top of it.
+    pool = ProviderPool(settings.replace(upstream_max_attempts=max(settings.upstream_max_attempts, WALK_ATTEMPTS),
+                                         upstream_deadline=max(settings.upstream_deadline, WALK_DEADLINE)))
     try:
         provider = pool.get(pool.resolve_name(provider_name, provider_key), provider_key or None)
         provider.operation(f"list_{which}")
@@ -98,7 +104,7 @@ def followers_command(handle, following, limit, fmt, out, resume, provider_name,
     try:
         if fmt == "csv" and (not resume or out.stat().st_size == 0):
             stream.write(",".join(CSV_FIELDS) + "\n")
-        for page, fresh in walk(provider, name, which, cursor=stats.cursor, seen=seen, count=count, stats=stats):
+        for page, fresh in walk_list(provider, name, which, cursor=stats.cursor, seen=seen, count=count, stats=stats):
             resume_cursor, limited, cut = stats.cursor, False, False
             if limit is not None and already + stats.records >= limit:
                 limited = True

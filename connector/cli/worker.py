@@ -7,7 +7,7 @@ import threading
 
 import click
 
-from .. import metrics
+from .. import metrics, metrics_server
 from ..config import ConfigError
 from ..manifests import ManifestError
 from ..services import build_services
@@ -38,7 +38,7 @@ def poll_command(once, metrics_port, metrics_host):
         raise click.ClickException(str(exc)) from None
     if metrics_port is not None:
         try:
-            metrics.serve_in_thread(metrics_host, metrics_port, settings.metrics_token, svc.store, settings)
+            metrics_server.serve_in_thread(metrics_host, metrics_port, settings.metrics_token, svc.store, settings)
         except OSError as exc:
             svc.close()
             raise click.ClickException(f"Cannot serve metrics on {metrics_host}:{metrics_port}: "

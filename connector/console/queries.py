@@ -29,7 +29,7 @@ LATEST_FOLLOWERS = 24  # followers shown on an account's page
 
 
 @dataclass
-class Page:
+class TablePage:
     rows: list[dict]
     total: int
     number: int          # 1-based
@@ -83,8 +83,8 @@ def _offset(number: int, total: int, size: int) -> int:
     return (_shown(number, total, size) - 1) * size
 
 
-def _page(number: int, total: int, rows: list[dict], size: int) -> Page:
-    return Page(rows=rows, total=total, number=_shown(number, total, size), size=size)
+def _page(number: int, total: int, rows: list[dict], size: int) -> TablePage:
+    return TablePage(rows=rows, total=total, number=_shown(number, total, size), size=size)
 
 
 # -- watches -------------------------------------------------------------------------------
@@ -99,7 +99,7 @@ def watches_query(filters: Filters):
             .where(*_watch_filters(filters)).order_by(watches.c.next_poll_at, watches.c.id))
 
 
-def watch_page(conn, filters: Filters, number: int = 1, size: int = PAGE_SIZE) -> Page:
+def watch_page(conn, filters: Filters, number: int = 1, size: int = PAGE_SIZE) -> TablePage:
     total = conn.execute(sa.select(sa.func.count()).select_from(watches)
                          .where(*_watch_filters(filters))).scalar_one()
     rows = [dict(r) for r in conn.execute(watches_query(filters).offset(_offset(number, total, size))
@@ -256,7 +256,7 @@ def _with_stats(row: dict, pending: dict, rates: dict) -> dict:
     return row
 
 
-def hook_page(conn, filters: Filters, *, now: float, number: int = 1, size: int = PAGE_SIZE) -> Page:
+def hook_page(conn, filters: Filters, *, now: float, number: int = 1, size: int = PAGE_SIZE) -> TablePage:
     conditions = _hook_filters(filters)
     total = conn.execute(sa.select(sa.func.count()).select_from(_hooks_from()).where(*conditions)).scalar_one()
     rows = [dict(r) for r in conn.execute(
@@ -297,7 +297,7 @@ def hook_detail(conn, hook_id: str, *, now: float) -> dict | None:
 # -- keys ----------------------------------------------------------------------------------
 
 def key_page(conn, key_ids: tuple[str, ...] | None, leased: dict[str, int], *, number: int = 1,
-             size: int = PAGE_SIZE) -> Page:
+             size: int = PAGE_SIZE) -> TablePage:
     """A page of keys; ``leased``: credits held in leases by key (``KeyStore.leased_credits``),
     part of each balance."""
     conditions = [] if key_ids is None else [api_keys.c.id.in_(key_ids)]

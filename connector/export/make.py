@@ -16,6 +16,7 @@ Every request says ``requestSource: MAKE_DOT_COM`` (header, and body where the r
 
 from __future__ import annotations
 
+from ..errors import ERROR_KINDS
 from .common import PROVIDER_NAMES, as_data, dump_json, hook_inputs, platform_type, user_inputs
 
 __all__ = ["CONNECTION", "build", "render"]
@@ -27,18 +28,9 @@ SEARCH_LIMIT_DEFAULT = 100
 INTERFACE_TYPES = {"string": "text", "integer": "number", "number": "number", "boolean": "boolean",
                    "datetime": "date"}
 
-# Make error type per status (contract statuses; Make treats 400-599 as errors).
-ERRORS = {
-    400: "DataError",
-    401: "InvalidAccessTokenError",
-    403: "InvalidConfigurationError",
-    404: "DataError",
-    413: "DataError",
-    429: "RateLimitError",
-    500: "RuntimeError",
-    502: "ConnectionError",
-    503: "RateLimitError",
-}
+# Make's error type for each status the service answers with (connector.errors.ERROR_KINDS;
+# Make treats 400-599 as errors).
+ERRORS = dict(sorted({kind.status: kind.make_type for kind in ERROR_KINDS.values()}.items()))
 
 
 def camel(key: str) -> str:

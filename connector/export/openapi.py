@@ -7,8 +7,8 @@ response schemas and every error status a caller can meet.
 
 from __future__ import annotations
 
-from .. import __version__
-from ..api.errors import UPSTREAM_STATUS
+from .. import __version__, inputs
+from ..errors import ERROR_KINDS
 from .common import PROVIDER_NAMES, REQUEST_ONLY_INPUTS, as_data, dump_json
 
 JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean",
@@ -16,21 +16,8 @@ JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boo
 
 
 def input_schema(spec: dict) -> dict:
-    kind = spec["type"]
-    if kind == "cursor":
-        schema: dict = {"oneOf": [{"type": "integer", "minimum": 0},
-                                  {"type": "string", "minLength": 1, "maxLength": spec.get("maxLength", 512)}]}
-    else:
-        schema = {"type": JSON_TYPES[kind]}
-    for name in ("minLength", "maxLength", "minimum", "maximum", "default"):
-        if name in spec and kind != "cursor":
-            schema[name] = spec[name]
-    if kind == "enum":
-        schema["enum"] = list(spec["choices"])
-    schema["description"] = spec["help"]
-    if "example" in spec:
-        schema["examples"] = [spec["example"]]
-    return schema
+    """What request validation accepts for this input (:mod:`connector.inputs`), as JSON Schema."""
+    return inputs.json_schema(spec)
 
 
 def request_schema(manifest: dict) -> dict:
@@ -71,21 +58,19 @@ def response_schema(manifest: dict) -> dict:
 
 
 ERROR = {"$ref": "#/components/schemas/Error"}
+# Failures any authenticated route may answer with, whatever it does (their messages are the table's).
+EDGE_KINDS = ("unauthorized", "insufficient_credits", "payload_too_large", "over_rate_limit", "unexpected")
 
 
 def error_responses(manifest: dict | None, extra: dict[int, list[str]] | None = None) -> dict:
     """Error responses of an authenticated route; ``manifest`` adds its upstream failures."""
-    statuses: dict[int, list[str]] = {401: ["API key is invalid or missing."],
-                                      403: ["Insufficient credits. Please top up your account."],
-                                      405: ["Method not allowed."],
-                                      413: ["Request body is too large."],
-                                      429: ["Rate limit exceeded. Please try again later."],
-                                      500: ["An unexpected server error occurred."]}
+    statuses: dict[int, list[str]] = {ERROR_KINDS[kind].status: [ERROR_KINDS[kind].message] for kind in EDGE_KINDS}
+    statuses[405] = ["Method not allowed."]
     statuses.setdefault(400, []).append("Invalid JSON in request body")
     for status, messages in (extra or {}).items():
         statuses.setdefault(status, []).extend(messages)
     for kind, message in (manifest or {}).get("errors", {}).items():
-        statuses.setdefault(UPSTREAM_STATUS.get(kind, 500), []).append(message)
+        statuses.setdefault(ERROR_KINDS[kind].status if kind in ERROR_KINDS else 500, []).append(message)
     out = {}
     for status in sorted(statuses):
         out[str(status)] = {

@@ -3,7 +3,10 @@
 One pooled :class:`httpx.Client` per provider instance; connect and read timeouts; bounded
 retries with exponential backoff and full jitter on 429, 5xx, timeouts and connection
 errors; ``Retry-After`` honoured; everything inside a per-request deadline so a caller
-(Zapier allows 30 s) gets an answer in time. The status of the final response is left to
+(Zapier allows 30 s) gets an answer in time. :class:`RetryPolicy` is the one retry policy for
+upstream calls: nothing above this module retries what it retried (the bulk walk,
+:mod:`connector.walk`, asks for a more patient policy instead). The clock, the sleep and the
+jitter's random numbers are parameters, so tests move time instead of waiting. The status of the final response is left to
 the provider to read; transport failures become ``UpstreamError("unavailable")`` and a body
 that cannot be decoded ``UpstreamError("invalid_data")``.
 
@@ -20,6 +23,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import httpx
 import orjson
@@ -35,18 +39,27 @@ MAX_RETRY_AFTER = 86400.0  # a day: anything longer (or not a finite number) is 
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """How many attempts an upstream call gets, how long to wait between them, and the deadline
+    for all of them together (see :meth:`UpstreamHTTP.request`)."""
+
     max_attempts: int = 3
     backoff_base: float = 0.25
     backoff_cap: float = 4.0
     deadline: float = 25.0
 
-    def delay(self, attempt: int, retry_after: float | None) -> float:
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "RetryPolicy":
+        return cls(max_attempts=max(1, settings.upstream_max_attempts), backoff_base=settings.upstream_backoff_base,
+                   backoff_cap=settings.upstream_backoff_cap, deadline=settings.upstream_deadline)
+
+    def delay(self, attempt: int, retry_after: float | None, rng: random.Random | Any = random) -> float:
+        """The upstream's Retry-After, else a full-jitter exponential backoff drawn from ``rng``."""
         if retry_after is not None:
             return retry_after
-        return random.uniform(0, min(self.backoff_cap, self.backoff_base * (2 ** attempt)))
+        return rng.uniform(0, min(self.backoff_cap, self.backoff_base * (2 ** attempt)))
 
 
-def parse_retry_after(value: str | None) -> float | None:
+def parse_retry_after(value: str | None, now: Callable[[], float] = time.time) -> float | None:
     if not value:
         return None
     value = value.strip()
@@ -59,7 +72,7 @@ def parse_retry_after(value: str | None) -> float | None:
             return None
         if when.tzinfo is None:  # "-0000" dates: HTTP dates are always UTC
             when = when.replace(tzinfo=datetime.timezone.utc)
-        seconds = when.timestamp() - time.time()
+        seconds = when.timestamp() - now()
     if math.isnan(seconds):
         return None
     # "inf", "1e400" or a date years ahead must not overflow int() further down.
@@ -92,18 +105,22 @@ def read_json(response: httpx.Response, what: str, provider: str) -> dict:
 
 class UpstreamHTTP:
     """``request()`` returns the final ``httpx.Response`` (maybe an error status) or raises
-    ``UpstreamError`` for transport failures that outlived the retries."""
+    ``UpstreamError`` for transport failures that outlived the retries.
+
+    ``clock`` (seconds, monotonic) measures the deadline, ``sleep`` waits between attempts and
+    ``rng`` draws the jitter; tests pass ones they control.
+    """
 
     def __init__(self, base_url: str, *, provider: str, headers: dict | None = None,
                  settings: Settings | None = None, policy: RetryPolicy | None = None,
-                 transport: httpx.BaseTransport | None = None, secrets: tuple[str, ...] = ()):
+                 transport: httpx.BaseTransport | None = None, secrets: tuple[str, ...] = (),
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep,
+                 rng: random.Random | Any = random):
         settings = settings or Settings()
         self.provider = provider
         self.secrets = secrets
-        self.policy = policy or RetryPolicy(max_attempts=max(1, settings.upstream_max_attempts),
-                                            backoff_base=settings.upstream_backoff_base,
-                                            backoff_cap=settings.upstream_backoff_cap,
-                                            deadline=settings.upstream_deadline)
+        self.policy = policy or RetryPolicy.from_settings(settings)
+        self.clock, self.sleep, self.rng = clock, sleep, rng
         self.transport = transport or httpx.HTTPTransport(
             limits=httpx.Limits(max_connections=100, max_keepalive_connections=20))
         # The client holds the settings (base URL, headers with httpx's defaults, timeouts) and
@@ -117,7 +134,6 @@ class UpstreamHTTP:
         )
         self._base = str(self.client.base_url).rstrip("/") + "/"
         self._urls: dict[str, httpx.URL] = {}
-        self.sleep = time.sleep
 
     def _url(self, path: str) -> httpx.URL:
         """``path`` under the base URL (as httpx.Client joins them), parsed once per path."""
@@ -151,10 +167,10 @@ class UpstreamHTTP:
 
     def request(self, method: str, url: str, **kwargs) -> httpx.Response:
         policy = self.policy
-        started = time.monotonic()
+        started = self.clock()
         attempt = 0
         while True:
-            remaining = policy.deadline - (time.monotonic() - started)
+            remaining = policy.deadline - (self.clock() - started)
             # Every attempt (connect + read) must end inside the deadline.
             timeout = httpx.Timeout(min(self.client.timeout.read or remaining, remaining),
                                     connect=min(self.client.timeout.connect or remaining, remaining))
@@ -180,8 +196,8 @@ class UpstreamHTTP:
                 failure = None
             attempt += 1
             retry_after = parse_retry_after(response.headers.get("Retry-After")) if response is not None else None
-            delay = policy.delay(attempt, retry_after)
-            elapsed = time.monotonic() - started
+            delay = policy.delay(attempt, retry_after, self.rng)
+            elapsed = self.clock() - started
             margin = min(0.5, policy.deadline / 10)  # time the next attempt needs at the very least
             if attempt >= policy.max_attempts or elapsed + delay >= policy.deadline - margin:
                 if failure is not None:

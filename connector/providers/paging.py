@@ -1,11 +1,13 @@
 """Following a list page by page, safely: one small paginator for every walker.
 
 ``Paginator`` holds the cursor to send next and refuses a cursor that comes back (an
-upstream that hands out the same cursor twice would otherwise be walked forever);
-``iter_pages`` is the generator the bulk walk (``connector followers``) and the trigger use::
+upstream that hands out the same cursor twice would otherwise be walked forever). The bulk
+walk (:func:`connector.walk.walk_list`) and the trigger's walk (:mod:`connector.trigger.detect`)
+each drive one::
 
-    for page in iter_pages(lambda cursor: provider.list_followers(handle, cursor=cursor)):
-        ...
+    paginator = Paginator(cursor, provider=provider.name)
+    while not paginator.done:
+        paginator.advance(provider.list_followers(handle, cursor=paginator.cursor))
 
 A loop is ``UpstreamError("invalid_data")``: the upstream's paging state cannot be trusted.
 """

@@ -13,9 +13,9 @@ an inbox read by the polling route). Each concern has its module:
     subscriptions.py  hooks and polling subscriptions: dedupe, quotas, views, the inbox
     poll.py           one poll: pages paid and read down to the frontier, then one commit
     outbox.py         the commit: seen followers, events, deliveries and inbox rows at once
-    deliver.py        claiming deliveries per receiver host, one attempt, its outcome
-    webhook_post.py   one POST under one deadline, reading a capped part of the answer
-    sender.py         the delivery threads, apart from polling, capped per receiver host
+    deliver.py        claiming deliveries per key and receiver host, one attempt, recording outcomes
+    webhook_client.py one POST under one deadline to a checked address, a capped part of the answer read
+    sender.py         the delivery loop, apart from polling: fair share between keys, cap per receiver host
     signing.py        whsec_ secrets and Standard Webhooks signatures
     crypto.py         provider keys stored encrypted for the poller
     targets.py        webhook target checks (no private addresses unless allowed), DNS with a timeout

@@ -1,16 +1,19 @@
 """Delivery of the outbox: claim due deliveries, send attempts, record their outcomes.
 
 A claim also loads what its deliveries need (URL, secret, payload) in the same
-transaction; :func:`send_one` only POSTs; :func:`record_outcomes` writes many outcomes in
-one transaction (a delivery stays claimed until then, so one whose outcome was never
-recorded is sent again, same ``webhook-id``).
+transaction; :func:`send_one` only POSTs (a coroutine); :func:`record_robustly` writes many
+outcomes in one transaction, and when that fails, each alone, and one that still cannot be
+written as a bare failure (or success) of its delivery row: one bad row never holds a batch.
+A delivery stays claimed until its outcome is written, so one whose outcome was never
+recorded (the database away, the process killed) is sent again, same ``webhook-id``.
 
 A delivery row is claimed by moving its ``next_attempt_at`` a lease ahead (so a crashed
 sender's row comes back by itself); the lease (:func:`.options.delivery_lease`) outlives the
-longest attempt, which :mod:`.webhook_post` bounds with one deadline, so two senders never
-POST the same delivery at once. Claims hand out at most ``delivery_per_host`` attempts at
-once per receiver host (``host:port``) and ``delivery_per_key`` per hook owner, so a slow or
-dead receiver, or one key with many of them, holds a bounded share of the sender.
+longest attempt, which :mod:`.webhook_client` bounds with one deadline, so two senders never
+POST the same delivery at once. Claims hand out at most ``per_host`` attempts per receiver
+host (``host:port``) and ``per_key`` per hook owner (the sender's fair share, see
+:mod:`.sender`), keys taking turns, so a slow or dead receiver, or one key with many of
+them, holds a bounded share of the sender.
 
 Outcomes: 2xx delivered. 410: the subscription is deleted with its pending deliveries (and
 its watch, if no other subscription uses it). Anything else, a timeout or a redirect (never
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import random
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +42,7 @@ from .signing import SECRET_COLUMNS, signed_headers, signing_secrets
 from .tables import deliveries, delivery_attempts, events, subscriptions
 from .targets import target_receiver
 from .watches import delete_subscription
-from .webhook_post import PostFailed, post
+from .webhook_client import PostFailed, WebhookClient
 
 log = logging.getLogger("connector.trigger")
 
@@ -72,7 +76,7 @@ class Attempt:
 @dataclass
 class Outcome:
     delivery_id: int
-    result: str            # delivered | retry | failed | gone | disabled | skipped
+    result: str            # delivered | retry | failed | gone | disabled | skipped | error | unrecorded
     status_code: int | None = None
     error: str | None = None
     subscription_id: str | None = None
@@ -87,11 +91,13 @@ def _slots(column, busy: dict[str, int], cap: int):
 
 def claim_due_deliveries(store, *, now: float, lease: float, limit: int, due_before: float,
                          busy_hosts: dict[str, int] | None = None, busy_keys: dict[str, int] | None = None,
-                         per_host: int = 8, per_key: int = 8) -> list[Claimed]:
+                         per_host: int = 8, per_key: int = 8, trim=None) -> list[Claimed]:
     """Lease up to ``limit`` due deliveries, at most ``per_host`` running at once per
     receiver host and ``per_key`` per hook owner (``busy_*``: those running now; a negative
-    number lets that host or key have as many more), oldest first within a host, hosts
-    taking turns."""
+    number lets that host or key have as many more), oldest first within a host, keys and
+    hosts taking turns. ``trim(picked)``, given the rows picked as ``(id, host, key)`` in
+    that order, returns the ids to lease (the sender's fair share, once it knows which keys
+    have work)."""
     busy_hosts = {h: n for h, n in (busy_hosts or {}).items() if n != 0}
     busy_keys = {k: n for k, n in (busy_keys or {}).items() if n != 0}
     d, s = deliveries.alias("d"), subscriptions.alias("s")
@@ -112,13 +118,16 @@ def claim_due_deliveries(store, *, now: float, lease: float, limit: int, due_bef
     pick = (sa.select(c.c.id, c.c.target_host, c.c.target_url, c.c.key_id)
             .where(c.c.rn <= _slots(c.c.target_host, busy_hosts, per_host),
                    c.c.rk <= _slots(c.c.key_id, busy_keys, per_key))
-            .order_by(c.c.rn, c.c.next_attempt_at, c.c.id).limit(limit))
+            .order_by(c.c.rk, c.c.rn, c.c.next_attempt_at, c.c.id).limit(limit))   # keys take turns
     with store.write() as conn:
         picked = {row.id: (row.target_host or target_receiver(row.target_url), row.key_id)
                   for row in conn.execute(pick)}
-        if not picked:
-            return []
         ids = list(picked)
+        if trim is not None and ids:
+            keep = trim([(i, *picked[i]) for i in ids])
+            ids = [i for i in ids if i in keep]
+        if not ids:
+            return []
         if store.dialect == "postgresql":   # another sender may be claiming the same rows: skip its
             # (locked first on their own: inside the UPDATE as a subquery, PostgreSQL may run the
             # locking scan once per pending row when its statistics lag behind a burst)
@@ -147,11 +156,21 @@ def retry_delay(schedule: tuple[int, ...], attempts: int, retry_after: float | N
     return base
 
 
+MAX_ERROR = 500          # characters of an attempt's error text that are stored
+
+
+def clean_text(text: str, limit: int = MAX_ERROR) -> str:
+    """Text safe to store anywhere: control characters (NUL included) and lone surrogates
+    removed, whitespace runs made one space, at most ``limit`` characters."""
+    kept = "".join(c for c in text if c in "\t\n\r" or unicodedata.category(c) not in ("Cc", "Cs"))
+    return " ".join(kept.split())[:limit]
+
+
 def _error_text(status: int, body: bytes, secret: tuple[str, ...]) -> str:
     error = f"HTTP {status}"
     if 300 <= status < 400:
         return error + " (redirects are not followed; use the final URL)"
-    snippet = " ".join(body[:400].decode("utf-8", "replace").split())[:200]
+    snippet = clean_text(body[:400].decode("utf-8", "replace"), 200)
     return f"{error}: {redact(snippet, secret)}" if snippet else error
 
 
@@ -178,44 +197,87 @@ _DONE = {   # a delivery's row after an attempt, by result (executemany)
 }
 
 
-def send_one(svc, claimed: Claimed, *, resolve=None) -> Attempt | Outcome:
+async def send_one(svc, client: WebhookClient, claimed: Claimed) -> Attempt | Outcome:
     """POST one claimed delivery; the :class:`Attempt` to record, or an :class:`Outcome`
     when there was nothing to send (skipped, or the delivery or its hook is gone)."""
-    settings = svc.settings
     if svc.clock() - claimed.claimed_at > START_WITHIN:   # too late to start inside the lease: leave it
         return Outcome(claimed.id, "skipped")
     row = claimed.row
-    if row is None:
-        with svc.store.connect() as conn:
-            row = conn.execute(_SENDING, {"ids": [claimed.id]}).first()
-    if row is None:
+    if row is None:        # (loaded with the claim: no longer pending, or its hook paused meanwhile)
         return Outcome(claimed.id, "gone")
     status_code, error, retry_after = None, None, None
     started = svc.clock()
     try:
-        keys = signing_secrets(settings.secret_key, row, started)
+        keys = signing_secrets(svc.settings.secret_key, row, started)
     except ValueError as exc:     # CONNECTOR_SECRET_KEY missing or changed: retried as any failure
-        return Attempt(claimed, row, None, str(exc), None, started, svc.clock())
-    headers = signed_headers(keys, row.event_id, row.payload, int(started))
+        return Attempt(claimed, row, None, clean_text(str(exc)), None, started, svc.clock())
+    headers = signed_headers(keys, row.event_id, row.payload, int(started))   # the one place deliveries are signed
     try:
-        kwargs = {"resolve": resolve} if resolve is not None else {}
-        answer = post(row.target_url, row.payload.encode(), headers, allow_private=settings.allow_private_targets,
-                      timeout=settings.delivery_timeout, max_bytes=settings.delivery_max_response_bytes, **kwargs)
+        answer = await client.post(row.target_url, row.payload.encode(), headers)
         status_code = answer.status
         if not 200 <= status_code < 300:
             error = _error_text(status_code, answer.body, keys)
             retry_after = parse_retry_after(answer.headers.get("retry-after"))
     except PostFailed as exc:
-        error = exc.message
+        error = clean_text(exc.message)
     return Attempt(claimed, row, status_code, error, retry_after, started, svc.clock())
 
 
-def deliver_one(svc, claimed: Claimed, *, rng: random.Random | None = None, resolve=None) -> Outcome:
-    """Send one claimed delivery and record the outcome."""
-    attempt = send_one(svc, claimed, resolve=resolve)
-    if isinstance(attempt, Outcome):
-        return attempt
-    return record_outcomes(svc, [attempt], rng=rng)[0]
+def record_robustly(svc, attempts: list[Attempt], *, rng: random.Random | None = None) -> list[Outcome]:
+    """Record the attempts' outcomes: all in one transaction (:func:`record_outcomes`); if
+    that fails, each alone, successes first; one that still fails is written as a bare
+    outcome of its delivery row (:func:`_record_bare`: delivered, or a failure that backs
+    off on the retry schedule), never left to its lease. Only when even that fails (the
+    database is away) is its outcome ``unrecorded``: the caller may try again later."""
+    try:
+        return record_outcomes(svc, attempts, rng=rng)
+    except Exception as exc:
+        if len(attempts) == 1:
+            failed = {id(attempts[0]): exc}
+        else:
+            log.error("recording %d delivery outcomes together failed, recording each alone: %s", len(attempts),
+                      redact(f"{type(exc).__name__}: {exc}"))
+            failed = {}
+    outcomes: dict[int, Outcome] = {}
+    for attempt in sorted(attempts, key=lambda a: a.error is not None):     # successes first
+        if id(attempt) not in failed:
+            try:
+                outcomes[id(attempt)] = record_outcomes(svc, [attempt], rng=rng)[0]
+                continue
+            except Exception as exc:
+                failed[id(attempt)] = exc
+        cause = failed[id(attempt)]
+        log.error("delivery %s: its outcome could not be recorded (%s); recording it bare", attempt.claimed.id,
+                  redact(f"{type(cause).__name__}: {cause}"))
+        try:
+            outcomes[id(attempt)] = _record_bare(svc, attempt, rng)
+        except Exception as exc:
+            log.error("delivery %s: recording it bare failed too: %s", attempt.claimed.id,
+                      redact(f"{type(exc).__name__}: {exc}"))
+            outcomes[id(attempt)] = Outcome(attempt.claimed.id, "unrecorded", attempt.status_code, attempt.error)
+    return [outcomes[id(a)] for a in attempts]
+
+
+UNRECORDED = "the outcome of this attempt could not be recorded"
+
+
+def _record_bare(svc, attempt: Attempt, rng) -> Outcome:
+    """The delivery row alone: delivered after a 2xx (never sent again), else one more
+    attempt counted and the next one on the retry schedule (or failed when it is spent)."""
+    row = attempt.row
+    n = row.attempts + 1
+    pending = sa.and_(deliveries.c.id == row.id, deliveries.c.status == "pending")
+    if attempt.error is None:
+        values, result = dict(status="delivered", delivered_at=attempt.finished), "delivered"
+    else:
+        delay = retry_delay(svc.settings.webhook_retry_schedule, n, attempt.retry_after, rng)
+        values, result = ((dict(status="failed"), "failed") if delay is None
+                          else (dict(next_attempt_at=attempt.finished + delay), "retry"))
+        values["last_error"] = f"{UNRECORDED} (HTTP {attempt.status_code})" if attempt.status_code else UNRECORDED
+    with svc.store.write() as conn:
+        conn.execute(deliveries.update().where(pending).values(attempts=n, last_status=attempt.status_code,
+                                                               claimed_until=None, **values))
+    return Outcome(row.id, result, attempt.status_code, attempt.error, row.subscription_id)
 
 
 def record_outcomes(svc, attempts: list[Attempt], *, rng: random.Random | None = None) -> list[Outcome]:

@@ -26,6 +26,7 @@ from .billing import Tab, settle
 from .events import dumps, event_payload, follower_fields, passes, subject_key
 from .leases import LeaseLost
 from .schedule import Observation, Policy, dump_state, plan, rate_per_day
+from .threshold import threshold_events
 from .tables import deliveries, events, inbox, seen_followers, subscriptions, watches
 
 log = logging.getLogger("connector.trigger")
@@ -91,10 +92,12 @@ def account_events(watch, manifest, oldest_first: list[tuple[str, dict]], now: f
 
 
 def store_events(conn, dialect, rows: list[dict], now: float, *, recipients: list | None = None,
-                 counts=None) -> int:
+                 counts=None, existing_too: bool = False) -> int:
     """Events (``rows``, oldest first) and their delivery and inbox rows; returns how many
     events were new. ``recipients[i]`` is ``(hook_ids, poll_ids)`` for ``rows[i]``: only a new
-    event is sent, so a subject never fires twice. One multi-row statement per table, events
+    event is sent, so a subject never fires twice (``existing_too``: an event that exists is
+    sent too, to recipients that keep their own mark of what they received, see
+    :mod:`.threshold`; one delivery or inbox row per recipient and event still holds). One multi-row statement per table, events
     oldest first so that ``seq`` puts the newest last.
     """
     if not rows:
@@ -102,10 +105,15 @@ def store_events(conn, dialect, rows: list[dict], now: float, *, recipients: lis
     new = dict(_insert_many(conn, dialect, events, rows, returning=(events.c.id, events.c.seq)))
     if counts is not None:
         counts.update(row["event"] for row in rows if row["id"] in new)
+    seqs = new
+    if existing_too:
+        old = [row["id"] for row in rows if row["id"] not in new]
+        if old:
+            seqs = {**new, **dict(conn.execute(sa.select(events.c.id, events.c.seq).where(events.c.id.in_(old))).all())}
     if recipients is not None:
         sends, inboxes = [], []
         for row, (hook_ids, poll_ids) in zip(rows, recipients):
-            seq = new.get(row["id"])
+            seq = seqs.get(row["id"])
             if seq is None:
                 continue
             sends.extend({"subscription_id": sub_id, "event_id": row["id"], "status": "pending", "attempts": 0,
@@ -181,7 +189,7 @@ def _subscriptions_for_update(conn, dialect: str, wid: str):
 
 def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: list[Found], *, now: float,
                 pages: int = 0, backlog: bool = False, subscriber: str | None = None,
-                observation: Observation | None = None, counts=None) -> int:
+                observation: Observation | None = None, counts=None, threshold: tuple | None = None) -> int:
     """The poll's one transaction; returns how many events were new.
 
     The next poll is the schedule's (:func:`.schedule.plan`) from ``observation``, what
@@ -210,9 +218,17 @@ def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: li
                 conn.execute(watches.update().where(watches.c.id == wid).values(
                     credits_spent=watches.c.credits_spent - sum(tab.charged[k] for k in gone)))
             settle(conn, wid, subs, tab, refunded=gone)
-            mark_seen(conn, dialect, wid, [item.key for item in oldest_first])
-            rows, recipients = _account_events(svc, watch, subs, oldest_first, now)
-            inserted = store_events(conn, dialect, rows, now, recipients=recipients, counts=counts)
+            if threshold is not None:   # (its manifest, the figure read, the keys that may receive it)
+                rows, recipients, states = threshold_events(*threshold[:1], watch, subs, *threshold[1:], now,
+                                                            SILENT_STATUSES)
+                for sub_id, state in states.items():
+                    conn.execute(subscriptions.update().where(subscriptions.c.id == sub_id).values(state=state))
+                inserted = store_events(conn, dialect, rows, now, recipients=recipients, counts=counts,
+                                        existing_too=True)
+            else:
+                mark_seen(conn, dialect, wid, [item.key for item in oldest_first])
+                rows, recipients = _account_events(svc, watch, subs, oldest_first, now)
+                inserted = store_events(conn, dialect, rows, now, recipients=recipients, counts=counts)
     except BaseException:
         refunded = tab.refund()
         if refunded:

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .. import metrics
-from ..errors import NotOffered, UpstreamError, redact
+from ..errors import ERROR_KINDS, NotOffered, UpstreamError, redact
 from ..store.keys import Caller
 from .billing import Tab, load_callers, paying_subscriptions
 from .crypto import decrypt_credentials
@@ -30,12 +30,12 @@ from .leases import LeaseLost, claim_watch, new_owner, release_watch, renew_leas
 from .outbox import Found, commit_poll
 from .schedule import Observation
 from .tables import seen_followers, subscriptions, watches
-from .watches import dump_gaps, load_gaps, reader_manifest
+from .threshold import figure
+from .watches import PROFILE, dump_gaps, load_gaps, reader_manifest
 
 log = logging.getLogger("connector.trigger")
 
-ERROR_STATUS = {"not_found": "not_found", "auth_failed": "auth_failed", "not_configured": "auth_failed",
-                "provider_key_rejected": "auth_failed"}
+ERROR_STATUS = {name: kind.watch_status for name, kind in ERROR_KINDS.items()}   # a failed poll's watch status
 LOOP_MESSAGE = ("The followers service returned the same page twice (loop detected); "
                 "the watch is retried at its next poll.")
 NOBODY_PAYS = "No subscriber of this watch has credits left; top up a key to resume."
@@ -165,10 +165,10 @@ class _Poll:
             return set(conn.execute(_SEEN, {"wid": self.wid, "keys": keys}).scalars())
 
     def commit(self, values: dict, found: list[Found], *, pages: int = 0, backlog: bool = False,
-               observation: Observation | None = None) -> int:
+               observation: Observation | None = None, threshold: tuple | None = None) -> int:
         return commit_poll(self.svc, self.watch, self.owner, self.tab, values, found, now=self.now, pages=pages,
                            backlog=backlog, subscriber=self.subscriber.id if self.subscriber else None,
-                           observation=observation, counts=self.events_by)
+                           observation=observation, counts=self.events_by, threshold=threshold)
 
     def fail(self, kind: str | None, message: str, status: str, clear_gaps: bool = False) -> PollResult:
         """Record a failed poll. What it read is dropped, so what it charged is refunded."""
@@ -219,6 +219,8 @@ def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
         return poll.fail(exc.kind, exc.user_message(manifest.errors, watch["handle"]),
                          ERROR_STATUS.get(exc.kind, "error"))
 
+    if manifest.strategy == "threshold":
+        return _poll_threshold(poll)
     gaps = load_gaps(watch["resume_cursor"])
     known: set = set()
     run = poll.opts.frontier_run
@@ -283,6 +285,42 @@ def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
     except LeaseLost:
         return poll.lost()
     return poll.result(status, new_events=inserted, pages=pages, first_page=poll.first_page)
+
+
+def _poll_threshold(poll: _Poll) -> PollResult:
+    """One read of a profile (:mod:`.threshold`): paid once by each paying key, then committed."""
+    svc, watch, manifest = poll.svc, poll.watch, poll.manifest
+    payers = poll.tab.pay_page()
+    if payers is None:
+        if poll.subscriber is not None:      # nothing was read, nothing changes
+            release_watch(svc.store, poll.wid, poll.owner)
+            return poll.result(watch["status"])
+        try:
+            poll.commit({"status": "paused_credits", "last_error": NOBODY_PAYS, "last_error_kind": None}, [])
+        except LeaseLost:
+            return poll.lost()
+        return poll.result("paused_credits")
+    try:
+        record = poll.read(watch["handle"], request_source="API")
+    except UpstreamError as exc:
+        log.warning("poll of watch %s (%s) failed (%s): %s", poll.wid, watch["provider"], exc.kind,
+                    redact(exc.detail, poll.provider.secrets()))
+        result = poll.fail(exc.kind, exc.user_message(manifest.errors, watch["handle"]),
+                           ERROR_STATUS.get(exc.kind, "error"))
+        result.error = None if result.lease_lost else exc
+        return result
+    except BaseException:
+        poll.tab.refund()
+        raise
+    poll.first_page = [(PROFILE, record)]
+    count = figure(manifest, record)
+    values = {"status": "active", "last_error": None, "last_error_kind": None}
+    try:
+        inserted = poll.commit(values, [], pages=1, threshold=None if count is None else
+                               (manifest, count, payers | poll.sharers))
+    except LeaseLost:
+        return poll.lost()
+    return poll.result("active", new_events=inserted, pages=1, first_page=poll.first_page)
 
 
 def poll_in_request(svc, wid: str, *, due_only: bool, subscriber: Caller | None = None) -> PollResult | None:

@@ -44,7 +44,8 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-__all__ = ["Observation", "Plan", "Policy", "plan", "rate_per_day", "POLICIES"]
+__all__ = ["Observation", "Plan", "Policy", "plan", "interval_for", "rate_per_day", "load_state", "dump_state",
+           "settled", "POLICIES"]
 
 POLICIES = ("adaptive", "fixed")
 HOUR, DAY = 3600.0, 86400.0

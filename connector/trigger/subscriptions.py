@@ -34,6 +34,7 @@ from .outbox import account_events, store_events, subscription_filters
 from .poll import poll_in_request
 from .tables import deliveries, delivery_attempts, events, inbox, subscriptions, watches
 from .targets import target_receiver
+from .threshold import figure, initial_state, last_passed
 from .watches import create_watch, delete_subscription, get_watch, reader_manifest, watch_id
 
 RECENT_ATTEMPTS = 20
@@ -124,6 +125,13 @@ def _vanished(handle: str) -> Conflict:
                     "deleted at the same moment); please try again.")
 
 
+def _threshold_state(manifest: Manifest, samples) -> str | None:
+    """A threshold subscription starts above the figure read when it subscribed."""
+    if manifest.strategy != "threshold" or not samples:
+        return None
+    return initial_state(figure(manifest, samples[0][1]))
+
+
 # -- hooks ----------------------------------------------------------------------------------
 
 def _canonical(inputs: dict | None) -> str:
@@ -166,9 +174,10 @@ def create_hook(svc, caller: Caller, manifest: Manifest, provider_name: str, cre
     if not can_pay(svc.keys, caller, reader_manifest(svc.manifests, manifest.operation).cost):
         raise InsufficientCredits()
 
-    def insert(conn, watch, spent, _samples):
+    def insert(conn, watch, spent, samples):
         sub = {"id": "hook_" + secrets.token_hex(12), "watch_id": watch["id"], "key_id": caller.id,
                "kind": "hook", "event": event, "target_url": target_url, "inputs": _canonical(inputs) or None,
+               "state": _threshold_state(manifest, samples),
                "target_host": target_receiver(target_url), "dedupe_key": dedupe, **stored,
                "request_source": request_source, "status": "active", "credits_spent": spent,
                "created_at": svc.clock(), "last_called_at": None}
@@ -301,17 +310,21 @@ def _poll_subscriber(svc, manifest: Manifest, caller: Caller, sub_id: str, sourc
     def write(conn, watch, spent, samples):
         now, dialect, wid = svc.clock(), svc.store.dialect, watch["id"]
         sub = {"id": sub_id, "watch_id": wid, "key_id": caller.id, "kind": "poll", "event": manifest.event,
-               "inputs": _canonical(inputs) or None, "request_source": source, "status": "active",
-               "credits_spent": 0, "created_at": now}
+               "inputs": _canonical(inputs) or None, "state": _threshold_state(manifest, samples),
+               "request_source": source, "status": "active", "credits_spent": 0, "created_at": now}
         conn.execute(insert_ignore(dialect, subscriptions, sub))
         conn.execute(subscriptions.update().where(subscriptions.c.id == sub_id).values(
             last_called_at=now, request_source=source, credits_spent=subscriptions.c.credits_spent + spent))
-        filters = subscription_filters(manifest, sub)
-        samples = [(key, record) for key, record in samples
-                   if not filters or passes(filters, follower_fields(record))]
-        if samples:
+        if manifest.strategy == "threshold":
+            # The last multiple the figure passed, as a sample (never delivered).
+            rows = [] if not samples else last_passed(manifest, inputs, figure(manifest, samples[0][1]), watch, now)
+        else:
             # Accounts of the page it paid for; their events may have been pruned: stored again.
+            filters = subscription_filters(manifest, sub)
+            samples = [(key, record) for key, record in samples
+                       if not filters or passes(filters, follower_fields(record))]
             rows = account_events(watch, manifest, list(reversed(samples)), now, baseline=True)
+        if rows:
             store_events(conn, dialect, rows, now)
             ids = [row["id"] for row in rows]
             for seq in conn.execute(sa.select(events.c.seq).where(events.c.id.in_(ids))).scalars():

@@ -10,6 +10,7 @@ resolves to a public address for the check and to an internal one for the connec
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import threading
@@ -56,13 +57,17 @@ class _Resolver:
         self._lock = threading.Lock()
 
     def __call__(self, host: str, port: int, *, timeout: float, resolve=socket.getaddrinfo) -> list:
+        return self.start(host, port, resolve).result(timeout=max(0.001, timeout))
+
+    def start(self, host: str, port: int, resolve=socket.getaddrinfo) -> Future:
+        """The lookup's future (shared by every caller of the same name: never cancel it)."""
         key = (host, port, resolve)
         with self._lock:
             future = self._pending.get(key)
             if future is None:
                 future = self._pending[key] = Future()
                 threading.Thread(target=self._run, args=(key, future, resolve), name="dns", daemon=True).start()
-        return future.result(timeout=max(0.001, timeout))
+        return future
 
     def _run(self, key, future: Future, resolve) -> None:
         host, port, _ = key
@@ -142,6 +147,59 @@ def resolve_target(url, *, allow_private: bool, resolve=socket.getaddrinfo,
                    timeout: float = LOOKUP_TIMEOUT) -> Target:
     """Check the URL and look its host up (within ``timeout`` seconds); every address must
     be allowed. :class:`BadRequest` with what to fix otherwise."""
+    url, parts = _parse_target(url)
+    try:
+        infos = lookup(parts.hostname, _port(parts), timeout=timeout, resolve=resolve)
+    except FutureTimeout:
+        raise _slow(parts.hostname, timeout) from None
+    except (OSError, UnicodeError, ValueError):
+        raise _unresolved(parts.hostname) from None
+    return _checked_target(url, parts, infos, allow_private)
+
+
+async def resolve_target_async(url, *, allow_private: bool, resolve=socket.getaddrinfo,
+                               timeout: float = LOOKUP_TIMEOUT) -> Target:
+    """:func:`resolve_target` for an event loop: waiting for the lookup holds no thread."""
+    url, parts = _parse_target(url)
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def done(future: Future) -> None:     # on the lookup's thread: hand the result to the loop
+        loop.call_soon_threadsafe(_settle, waiter, future)
+    lookup.start(parts.hostname, _port(parts), resolve).add_done_callback(done)
+    try:
+        infos = await asyncio.wait_for(waiter, timeout)
+    except asyncio.TimeoutError:
+        raise _slow(parts.hostname, timeout) from None
+    except (OSError, UnicodeError, ValueError):
+        raise _unresolved(parts.hostname) from None
+    return _checked_target(url, parts, infos, allow_private)
+
+
+def _settle(waiter, future: Future) -> None:
+    if waiter.done():                   # (timed out meanwhile)
+        return
+    if future.exception() is not None:
+        waiter.set_exception(future.exception())
+    else:
+        waiter.set_result(future.result())
+
+
+def _port(parts) -> int:
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def _slow(host: str, timeout: float) -> BadRequest:
+    return BadRequest(f"'targetUrl' host {host[:100]} did not resolve within {timeout:g} s; "
+                      "check the URL or try again.")
+
+
+def _unresolved(host: str) -> BadRequest:
+    return BadRequest(f"'targetUrl' host {host[:100]} cannot be resolved; check the URL.")
+
+
+def _parse_target(url):
+    """The URL as HTTP sends it and its parts, or :class:`BadRequest` (no lookup)."""
     if not isinstance(url, str) or not url.strip():
         raise BadRequest(f"'targetUrl' is required: the URL that receives the events, e.g. {EXAMPLE}")
     url = url.strip()
@@ -149,7 +207,7 @@ def resolve_target(url, *, allow_private: bool, resolve=socket.getaddrinfo,
         raise BadRequest("'targetUrl' is too long: at most 2000 characters.")
     try:
         parts = urlsplit(url)
-        port = parts.port
+        parts.port      # (a port that is no number raises here)
     except ValueError:
         raise BadRequest(f"'targetUrl' is not a valid URL; use e.g. {EXAMPLE}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -166,18 +224,15 @@ def resolve_target(url, *, allow_private: bool, resolve=socket.getaddrinfo,
         url = urlunsplit(parts._replace(netloc=netloc, path=quote(parts.path, safe="/%:@!$&'()*+,;=~"),
                                         query=quote(parts.query, safe="/%:@!$&'()*+,;=~?")))
         parts = urlsplit(url)
-    host = parts.hostname
-    port = port or (443 if parts.scheme == "https" else 80)
-    try:
-        infos = lookup(host, port, timeout=timeout, resolve=resolve)
-    except FutureTimeout:
-        raise BadRequest(f"'targetUrl' host {host[:100]} did not resolve within {timeout:g} s; "
-                         "check the URL or try again.") from None
-    except (OSError, UnicodeError, ValueError):
-        raise BadRequest(f"'targetUrl' host {host[:100]} cannot be resolved; check the URL.") from None
+    return url, parts
+
+
+def _checked_target(url: str, parts, infos: list, allow_private: bool) -> Target:
+    """The target of a looked-up URL when every address it resolved to is allowed."""
+    host, port = parts.hostname, _port(parts)
     addresses = [info[4][0].split("%", 1)[0] for info in infos]
     if not addresses:
-        raise BadRequest(f"'targetUrl' host {host[:100]} cannot be resolved; check the URL.")
+        raise _unresolved(host)
     if not allow_private:
         for address in addresses:
             if forbidden_address(address):

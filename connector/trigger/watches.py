@@ -29,6 +29,7 @@ from .tables import subscriptions, watches
 
 
 FOLLOWERS = "list_followers"
+PROFILE = "profile"       # the key of a threshold watch's one record (see create_watch)
 
 
 def trigger_manifest(manifests: dict[str, Manifest], event: str = EVENT) -> Manifest:
@@ -113,7 +114,8 @@ def create_watch(svc, manifest: Manifest, provider_name: str, credentials: str |
         raise
     svc.keys.record_spend(caller, manifest.event, request_source, cost)
     now = svc.clock()
-    first_page = keyed(page.records)
+    # A list's first page (newest first), or the profile a threshold trigger reads.
+    first_page = [(PROFILE, page)] if manifest.strategy == "threshold" else keyed(page.records)
     with svc.store.write() as conn:
         created = conn.execute(insert_ignore(svc.store.dialect, watches, {
             "id": wid, "provider": provider_name, "cred_hash": cred_hash, "credentials_enc": encrypted,
@@ -121,7 +123,7 @@ def create_watch(svc, manifest: Manifest, provider_name: str, credentials: str |
             "next_poll_at": now + svc.settings.poll_interval, "poll_interval": svc.settings.poll_interval,
             "credits_spent": cost, "pages_read": 1,
             "created_at": now}).returning(watches.c.id)).first() is not None
-        if created:
+        if created and manifest.strategy == "newest_first":
             row = {"id": wid, "handle": handle, "provider": provider_name}
             mark_seen(conn, svc.store.dialect, wid, [key for key, _ in first_page])
             store_events(conn, svc.store.dialect, account_events(row, manifest, list(reversed(first_page)), now,

@@ -1,6 +1,6 @@
 """The worker: ``connector poll`` polls due watches, delivers webhooks and prunes old rows.
 
-Polling and delivery run apart: the :class:`.sender.Sender` has its own thread and pool,
+Polling and delivery run apart: the :class:`.sender.Sender` has its own thread and event loop,
 so a poll never waits for a receiver, and a receiver never holds up a poll. Polls run on
 a pool of their own; work is claimed in batches with leases (``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL), so several worker processes share it; on SQLite run one. One polling pass only
