@@ -90,6 +90,11 @@ def test_hook_and_trigger_responses_match_the_document(serve, make_settings):
         _check(document, "/api/v1/hooks", "get", "200", http.get("/api/v1/hooks").json())
         one = http.get(f"/api/v1/hooks/{created.json()['id']}")
         _check(document, "/api/v1/hooks/{hookId}", "get", "200", one.json())
+        read_now = http.post(f"/api/v1/hooks/{created.json()['id']}/poll")
+        _check(document, "/api/v1/hooks/{hookId}/poll", "post", "202", read_now.json())
+        for trigger in ("new-following", "follower-milestone"):
+            polled = http.post(f"/api/v1/triggers/{trigger}", json={"handle": "doc_account"})
+            _check(document, f"/api/v1/triggers/{trigger}", "post", "200", polled.json())
         for source in ("ZAPIER", "MAKE_DOT_COM"):
             polled = http.post("/api/v1/triggers/new-follower", json={"handle": "doc_account", "requestSource": source})
             _check(document, "/api/v1/triggers/new-follower", "post", "200", polled.json())

@@ -24,6 +24,7 @@ from tests.processes import CLI, clean_env, free_port, run, wait_up
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "hunter2-secret-pw"
+SECRET_KEY = "setup-test-secret-key-0123456789abcdef"   # hooks need one (their signing secrets are encrypted)
 # The connector as it runs where psycopg is not installed: the import fails as it would.
 WITHOUT_PSYCOPG = [sys.executable, "-c",
                    "import sys; sys.modules['psycopg'] = None; from connector.cli import main; main()"]
@@ -150,7 +151,7 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def test_serve_says_when_no_worker_is_running_and_what_to_start(env):
-    env.update(CONNECTOR_PROVIDER="demo", CONNECTOR_ALLOW_PRIVATE_TARGETS="1")
+    env.update(CONNECTOR_PROVIDER="demo", CONNECTOR_ALLOW_PRIVATE_TARGETS="1", CONNECTOR_SECRET_KEY=SECRET_KEY)
     port = free_port()
     proc, banner = _banner(env, port)
     try:
@@ -194,6 +195,7 @@ def test_exported_app_folders_are_ignored_by_git():
 def test_the_console_of_a_server_without_worker_says_to_start_one(env):
     admin = "operator-secret-0123456789"
     env.update(CONNECTOR_PROVIDER="demo", CONNECTOR_ALLOW_PRIVATE_TARGETS="1", CONNECTOR_ADMIN_KEY=admin,
+               CONNECTOR_SECRET_KEY=SECRET_KEY,
                CONNECTOR_POLL_POLICY="fixed", CONNECTOR_POLL_INTERVAL="1", CONNECTOR_POLL_LEASE_SECONDS="1")
     key = run(env, "keys", "create", "--name", "t").stdout.strip().splitlines()[-1]
     port = free_port()

@@ -290,3 +290,38 @@ def test_a_bad_every_is_a_4xx_naming_it(live, http, receiver, every, fragment): 
     assert r.status_code == 400 and fragment in r.json()["error"], r.text
     r = http.post("/api/v1/triggers/follower-milestone", json={"handle": HANDLE, "every": every})
     assert r.status_code == 400 and fragment in r.json()["error"], r.text
+
+
+# -- a read now -------------------------------------------------------------------------------
+
+def test_a_hook_asks_for_a_read_now_at_most_once_a_minute(live, http, world, receiver):  # noqa: F811
+    svc = live.services
+    hook = subscribe(http, receiver)
+    new = world.add_followers(HANDLE, 3)
+    poll_due_watches(svc)                                       # not due yet: nothing is read
+    deliver_due_webhooks(svc)
+    assert receiver.delivered() == []
+    r = http.post(f"{HOOKS}/{hook['id']}/poll")
+    assert r.status_code == 202, r.text
+    assert r.json()["id"] == hook["id"] and r.json()["queued"] is True
+    poll_due_watches(svc)                                       # the next pass reads it
+    deliver_due_webhooks(svc)
+    assert {b["follower"]["id"] for b in receiver.delivered()} == {u.id for u in new}
+
+    again = http.post(f"{HOOKS}/{hook['id']}/poll", json={})
+    assert again.status_code == 429 and 1 <= int(again.headers["Retry-After"]) <= 60
+    assert "less than a minute ago" in again.json()["error"]
+    with svc.store.begin() as conn:                              # a minute later it may ask again
+        conn.execute(subscriptions.update().values(poll_requested_at=svc.clock() - 61))
+    assert http.post(f"{HOOKS}/{hook['id']}/poll").status_code == 202
+
+
+@pytest.mark.parametrize("hook_id, body, status, fragment", [
+    ("hook_nothere", None, 404, "No hook with id hook_nothere"),
+    (None, {"now": True}, 400, "Unknown field 'now'"),
+    (None, [1], 400, "must be a JSON object"),
+])
+def test_bad_read_now_requests_are_4xx(live, http, receiver, hook_id, body, status, fragment):  # noqa: F811
+    hook_id = hook_id or subscribe(http, receiver)["id"]
+    r = http.post(f"{HOOKS}/{hook_id}/poll", json=body) if body is not None else http.post(f"{HOOKS}/{hook_id}/poll")
+    assert r.status_code == status and fragment in r.json()["error"], r.text

@@ -99,6 +99,15 @@ def register(app, manifests: dict[str, Manifest]) -> None:
         subscriptions.delete_hook(services(), caller, hook_id)
         return "", 204
 
+    def read_now(hook_id: str):
+        """The hook's watch is read at the worker's next pass (202), at most once a minute."""
+        caller = authenticate()
+        body = counted_body(caller, "hooks")
+        unknown = list(_object({} if body is None else body, "{} (or no body)"))
+        if unknown:
+            raise BadRequest(f"Unknown field '{str(unknown[0])[:60]}'. This route takes no fields: send an empty body.")
+        return jsonify(subscriptions.request_read(services(), caller, hook_id)), 202
+
     def rotate_secret(hook_id: str):
         """A new signing secret; the current one keeps signing beside it (24 h by default)."""
         caller = authenticate()
@@ -119,5 +128,6 @@ def register(app, manifests: dict[str, Manifest]) -> None:
     bp.add_url_rule(f"{route}/<hook_id>", "get_hook", get_hook, methods=["GET"])
     bp.add_url_rule(f"{route}/<hook_id>", "update_hook", update_hook, methods=["PATCH"])
     bp.add_url_rule(f"{route}/<hook_id>", "delete_hook", delete_hook, methods=["DELETE"])
+    bp.add_url_rule(f"{route}/<hook_id>/poll", "read_hook_now", read_now, methods=["POST"])
     bp.add_url_rule(f"{route}/<hook_id>/rotate-secret", "rotate_hook_secret", rotate_secret, methods=["POST"])
     app.register_blueprint(bp)

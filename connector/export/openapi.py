@@ -170,6 +170,10 @@ HOOK_SCHEMA = {
                          "description": "First failed delivery since the last success."},
     },
 }
+READ_NOW_SCHEMA = {"type": "object", "required": ["id", "event", "handle", "queued", "nextPollAt"],
+                   "properties": {"id": {"type": "string"}, "event": {"type": "string"},
+                                  "handle": {"type": "string"}, "queued": {"type": "boolean"},
+                                  "nextPollAt": {"type": ["string", "null"]}}}
 NOT_FOUND_HOOK = {404: ["No hook with this id for this API key."]}
 ROTATE_BODY = {"type": "object", "additionalProperties": False, "properties": {
     "secret": {"type": "string", "pattern": "^whsec_",
@@ -255,8 +259,18 @@ def hook_operations(triggers: list[dict]) -> dict[str, dict]:
                        "responses": {"204": {"description": "Deleted"},
                                      **error_responses(None, NOT_FOUND_HOOK)}},
         },
+        hooks["route"] + "/{hookId}/poll": {
+            "post": {"operationId": "read_hook_now", "summary": "Read a hook's account now",
+                     "description": "The hook's watch is read at the worker's next pass, whatever its schedule, "
+                                    "and charged as any read. At most once a minute per hook.",
+                     "tags": tag, "parameters": hook_id,
+                     "responses": {"202": {"description": "Queued for the next pass", "headers": RATE_HEADERS,
+                                           "content": json_content(READ_NOW_SCHEMA)},
+                                   **error_responses(None, {**NOT_FOUND_HOOK,
+                                                            429: ["Already queued less than a minute ago."]})}},
+        },
         hooks["route"] + "/{hookId}/rotate-secret": {
-            "post": {"operationId": f"{manifest['key']}_rotate_hook_secret", "summary": "Rotate a hook's secret",
+            "post": {"operationId": "rotate_hook_secret", "summary": "Rotate a hook's secret",
                      "description": "Gives the hook a new signing secret. For keepPreviousSecretHours (default 24) "
                                     "every delivery carries both signatures, space-separated "
                                     "(`v1,<new> v1,<old>`), so a receiver can switch to the new secret without "

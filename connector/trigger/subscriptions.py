@@ -22,7 +22,7 @@ import secrets
 import sqlalchemy as sa
 
 from ..errors import (UPSTREAM_KINDS, Conflict, InsufficientCredits, NotFoundError, QuotaExceeded,
-                      UpstreamError)
+                      RateLimited, UpstreamError)
 from ..manifests import Manifest
 from ..store import insert_ignore
 from ..store.keys import Caller
@@ -271,6 +271,34 @@ def rotate_hook_secret(svc, caller: Caller, hook_id: str, *, secret: str | None 
             previous_secret_enc=encrypt_secret(secret_key, old) if until is not None else None,
             previous_secret_until=until))
     return {"id": sub["id"], "secret": new, "previousSecretExpiresAt": iso(until)}
+
+
+READ_NOW_EVERY = 60.0     # seconds: POST /hooks/<id>/poll at most once a minute per hook
+
+
+def request_read(svc, caller: Caller, hook_id: str) -> dict:
+    """Have the hook's watch read at the worker's next pass, whatever its schedule (charged as
+    any read). At most once a :data:`READ_NOW_EVERY` per hook, else :class:`RateLimited`."""
+    now = svc.clock()
+    with svc.store.connect() as conn:
+        sub = _own_hook(conn, caller, hook_id)
+    with svc.store.write() as conn:
+        # One statement decides, so two requests at once cannot both pass.
+        taken = conn.execute(subscriptions.update().where(
+            subscriptions.c.id == sub["id"], sa.or_(subscriptions.c.poll_requested_at.is_(None),
+                                                    subscriptions.c.poll_requested_at <= now - READ_NOW_EVERY))
+            .values(poll_requested_at=now)).rowcount
+        if taken:
+            conn.execute(watches.update().where(watches.c.id == sub["watch_id"], watches.c.next_poll_at > now)
+                         .values(next_poll_at=now))
+    if not taken:
+        wait = int(sub["poll_requested_at"] + READ_NOW_EVERY - now) + 1 if sub["poll_requested_at"] else 1
+        raise RateLimited(wait, f"This hook's account was already queued for a read less than a minute ago; "
+                                f"ask again in {max(1, wait)} s.")
+    with svc.store.connect() as conn:
+        watch = get_watch(conn, sub["watch_id"])
+    return {"id": sub["id"], "event": sub["event"], "handle": watch["handle"], "queued": True,
+            "nextPollAt": iso(watch["next_poll_at"])}
 
 
 def set_hook_enabled(svc, caller: Caller, hook_id: str, enabled: bool) -> dict:

@@ -13,7 +13,9 @@ thousands can be open at once in little memory.
   seconds and ``max_bytes`` bytes, streamed and cut off there (the status decides the
   outcome; the body only feeds the hook's error text).
 - A connection goes back to its pool only after a complete answer; httpcore closes one
-  whose answer was cut short (deadline, cap, broken framing). Redirects are never followed.
+  whose answer was cut short (deadline, cap, broken framing). A kept-alive connection the
+  receiver closed meanwhile is tried once more on a new one, within the same deadline.
+  Redirects are never followed.
 - Each receiver (scheme, host, port) has a pool of its own, so the connections a hanging
   receiver holds never slow the bookkeeping of a fast receiver's pool.
 
@@ -43,8 +45,9 @@ MAX_IDLE = 8       # idle kept-alive connections per receiver (the per-host cap 
 IDLE_FOR = 20.0    # seconds an idle connection is kept (receivers commonly close after 60-75 s)
 TARGET_TTL = 5.0   # seconds a checked target (its name lookup) is reused
 
-# The target being sent to, in the task sending it: what CheckedBackend may dial.
-_checked: contextvars.ContextVar[Target | None] = contextvars.ContextVar("webhook_target", default=None)
+# The target being sent to, in the task sending it (what CheckedBackend may dial), and the
+# addresses it dialled for this request (none: the request went on a kept-alive connection).
+_checked: contextvars.ContextVar[tuple[Target, list] | None] = contextvars.ContextVar("webhook_target", default=None)
 
 
 class PostFailed(Exception):
@@ -118,9 +121,10 @@ class CheckedBackend(httpcore.AsyncNetworkBackend):
         self.inner = inner or httpcore.AnyIOBackend()
 
     async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        target = _checked.get()
+        target, dialled = _checked.get() or (None, [])
         if target is None or target.host.lower() != host.lower() or target.port != port:
             raise httpcore.ConnectError(f"{host[:100]} was not checked for this delivery")   # never dial blind
+        dialled.append(host)
         reason = "no address"
         for address in target.addresses:     # IPv4 first; the next one when one refuses
             try:
@@ -206,11 +210,17 @@ class WebhookClient:
                     headers=[(b"Host", target.host_header.encode("ascii")), (b"Content-Length", str(len(body)).encode()),
                              *((name.encode(), value.encode()) for name, value in headers.items())],
                     content=body)
-                token = _checked.set(target)
-                try:
-                    response = await self.pools.get(target).handle_async_request(request)
-                finally:
-                    _checked.reset(token)
+                for again in (True, False):
+                    token = _checked.set((target, dialled := []))
+                    try:
+                        response = await self.pools.get(target).handle_async_request(request)
+                        break
+                    except (httpcore.RemoteProtocolError, httpcore.ReadError, httpcore.WriteError):
+                        if again and not dialled:   # a kept-alive connection the receiver had closed
+                            continue                # meanwhile: once more, on a new one
+                        raise
+                    finally:
+                        _checked.reset(token)
         except TimeoutError:
             raise PostFailed(f"timed out after {self.timeout:g} s") from None
         except BadRequest as exc:
