@@ -365,6 +365,8 @@ class Settings:
         "hooks one caller key may hold", Whole(1))
     max_handles_per_key: int = setting("CONNECTOR_MAX_HANDLES_PER_KEY", 50,
         "distinct watched accounts per key (hooks and polling)", Whole(1))
+    lost_follower_max: int = setting("CONNECTOR_LOST_FOLLOWER_MAX", 5000,
+        "most followers an account may have to be watched by Lost Follower (full reads)", Whole(1))
     delivery_timeout: float = setting("CONNECTOR_DELIVERY_TIMEOUT", 15.0,
         "seconds one webhook attempt may take, name lookup to last byte", Number(1))
     delivery_max_response_bytes: int = 64 * 1024

@@ -106,6 +106,12 @@ class Manifest:
         return (self.data.get("trigger") or {}).get("strategy")
 
     @property
+    def watch_operation(self) -> str | None:
+        """What a watch of this trigger reads, in its key: the operation, unless the trigger
+        names its own watch (``trigger.watch``: snapshot reads run on their own schedule)."""
+        return (self.data.get("trigger") or {}).get("watch") or self.operation
+
+    @property
     def subject(self) -> str | None:
         return (self.data.get("trigger") or {}).get("subject")
 

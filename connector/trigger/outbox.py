@@ -26,6 +26,7 @@ from .billing import Tab, settle
 from .events import dumps, event_payload, follower_fields, passes, subject_key
 from .leases import LeaseLost
 from .schedule import Observation, Policy, dump_state, plan, rate_per_day
+from .snapshot import snapshot_events
 from .threshold import threshold_events
 from .tables import deliveries, events, inbox, seen_followers, subscriptions, watches
 
@@ -189,7 +190,8 @@ def _subscriptions_for_update(conn, dialect: str, wid: str):
 
 def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: list[Found], *, now: float,
                 pages: int = 0, backlog: bool = False, subscriber: str | None = None,
-                observation: Observation | None = None, counts=None, threshold: tuple | None = None) -> int:
+                observation: Observation | None = None, counts=None, threshold: tuple | None = None,
+                snapshot: tuple | None = None, next_poll: float | None = None) -> int:
     """The poll's one transaction; returns how many events were new.
 
     The next poll is the schedule's (:func:`.schedule.plan`) from ``observation``, what
@@ -199,7 +201,8 @@ def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: li
     """
     wid, dialect = watch["id"], svc.store.dialect
     schedule = plan(watch.get("schedule_state"), observation, now, Policy.from_settings(svc.settings))
-    next_poll = now if backlog else schedule.next_poll_at
+    if next_poll is None:      # (a snapshot watch keeps its own schedule: full walks, checkEveryHours)
+        next_poll = now if backlog else schedule.next_poll_at
     try:
         with svc.store.write() as conn:
             result = conn.execute(_CLOSE_POLL, {
@@ -225,6 +228,11 @@ def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: li
                     conn.execute(subscriptions.update().where(subscriptions.c.id == sub_id).values(state=state))
                 inserted = store_events(conn, dialect, rows, now, recipients=recipients, counts=counts,
                                         existing_too=True)
+            elif snapshot is not None:   # (its manifest, the full walk, its pages, the keys that paid it all)
+                rows, recipients, state = snapshot_events(snapshot[0], watch, subs, *snapshot[1:], now,
+                                                          SILENT_STATUSES)
+                conn.execute(watches.update().where(watches.c.id == wid).values(state=state))
+                inserted = store_events(conn, dialect, rows, now, recipients=recipients, counts=counts)
             else:
                 mark_seen(conn, dialect, wid, [item.key for item in oldest_first])
                 rows, recipients = _account_events(svc, watch, subs, oldest_first, now)

@@ -21,15 +21,18 @@ from typing import Any
 import sqlalchemy as sa
 
 from .. import metrics
-from ..errors import ERROR_KINDS, NotOffered, UpstreamError, redact
+from ..errors import ERROR_KINDS, BadRequest, NotOffered, UpstreamError, redact
 from ..store.keys import Caller
 from .billing import Tab, load_callers, paying_subscriptions
 from .crypto import decrypt_credentials
+from ..providers.paging import Paginator
 from .detect import LoopDetected, Walk, keyed, walk
 from .leases import LeaseLost, claim_watch, new_owner, release_watch, renew_lease
 from .outbox import Found, commit_poll
 from .schedule import Observation
 from .tables import seen_followers, subscriptions, watches
+from . import snapshot
+from .outbox import SILENT_STATUSES
 from .threshold import figure
 from .watches import PROFILE, dump_gaps, load_gaps, reader_manifest
 
@@ -110,6 +113,7 @@ class _Poll:
         if prepared is None:
             return False
         self.watch = prepared.watch
+        self.subs = prepared.subs
         self.manifest = reader_manifest(self.svc.manifests, self.watch["operation"])
         paying = paying_subscriptions(prepared.subs, self.svc.settings, self.now)
         for sub in paying:
@@ -165,10 +169,12 @@ class _Poll:
             return set(conn.execute(_SEEN, {"wid": self.wid, "keys": keys}).scalars())
 
     def commit(self, values: dict, found: list[Found], *, pages: int = 0, backlog: bool = False,
-               observation: Observation | None = None, threshold: tuple | None = None) -> int:
+               observation: Observation | None = None, threshold: tuple | None = None,
+               snapshot: tuple | None = None, next_poll: float | None = None) -> int:
         return commit_poll(self.svc, self.watch, self.owner, self.tab, values, found, now=self.now, pages=pages,
                            backlog=backlog, subscriber=self.subscriber.id if self.subscriber else None,
-                           observation=observation, counts=self.events_by, threshold=threshold)
+                           observation=observation, counts=self.events_by, threshold=threshold,
+                           snapshot=snapshot, next_poll=next_poll)
 
     def fail(self, kind: str | None, message: str, status: str, clear_gaps: bool = False) -> PollResult:
         """Record a failed poll. What it read is dropped, so what it charged is refunded."""
@@ -221,6 +227,8 @@ def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
 
     if manifest.strategy == "threshold":
         return _poll_threshold(poll)
+    if manifest.strategy == "snapshot":
+        return _poll_snapshot(poll)
     gaps = load_gaps(watch["resume_cursor"])
     known: set = set()
     run = poll.opts.frontier_run
@@ -321,6 +329,68 @@ def _poll_threshold(poll: _Poll) -> PollResult:
     except LeaseLost:
         return poll.lost()
     return poll.result("active", new_events=inserted, pages=1, first_page=poll.first_page)
+
+
+def _poll_snapshot(poll: _Poll) -> PollResult:
+    """One full walk of the list (:mod:`.snapshot`), every page paid by each paying key, then
+    compared with the last one in the commit. A walk cut short compares nothing."""
+    svc, watch, manifest = poll.svc, poll.watch, poll.manifest
+    if poll.subscriber is not None:
+        # A new subscriber of an existing snapshot watch shares its next full walk; no read now.
+        release_watch(svc.store, poll.wid, poll.owner)
+        return poll.result(watch["status"])
+    state = snapshot.load(watch["state"])
+    guard = snapshot.pages_for(svc.settings.lost_follower_max, state.get("pageSize") or 1) + 2
+    next_poll = snapshot.next_walk(manifest, poll.subs, poll.now, SILENT_STATUSES)
+    current: list = []
+    paginator = Paginator(None)
+    try:
+        while True:
+            if len(poll.page_payers) >= guard:
+                total = max(len(current), state.get("total") or 0)
+                raise snapshot.too_many(svc.settings, total)
+            page = poll.fetch(paginator.cursor)
+            if page is None:      # nobody can pay the rest: the walk is not full, nothing is compared
+                poll.tab.refund()
+                try:
+                    poll.commit({"status": "paused_credits", "last_error": NOBODY_PAYS, "last_error_kind": None}, [],
+                                next_poll=next_poll)
+                except LeaseLost:
+                    return poll.lost()
+                return poll.result("paused_credits")
+            current.extend(keyed(page.records))
+            try:
+                paginator.advance(page)
+            except UpstreamError as exc:
+                raise LoopDetected(exc.detail) from None
+            if paginator.done or not page.records:
+                break
+    except LeaseLost:
+        return poll.lost()
+    except UpstreamError as exc:
+        log.warning("poll of watch %s (%s) failed (%s): %s", poll.wid, watch["provider"], exc.kind,
+                    redact(exc.detail, poll.provider.secrets()))
+        result = poll.fail(exc.kind, exc.user_message(manifest.errors, watch["handle"]),
+                           ERROR_STATUS.get(exc.kind, "error"))
+        result.error = None if result.lease_lost else exc
+        return result
+    except LoopDetected as exc:
+        log.warning("poll of watch %s: %s", poll.wid, exc)
+        return poll.fail("fetch_error", LOOP_MESSAGE, "error")
+    except BadRequest as exc:     # the account grew above the limit: the walk is dropped
+        return poll.fail("reported_issue", exc.message, "error")
+    except BaseException:
+        poll.tab.refund()
+        raise
+    pages = len(poll.page_payers)
+    payers = frozenset.intersection(*poll.page_payers) if poll.page_payers else frozenset()
+    values = {"status": "active", "last_error": None, "last_error_kind": None}
+    try:
+        inserted = poll.commit(values, [], pages=pages, snapshot=(manifest, current, pages, payers),
+                               next_poll=next_poll)
+    except LeaseLost:
+        return poll.lost()
+    return poll.result("active", new_events=inserted, pages=pages, first_page=poll.first_page)
 
 
 def poll_in_request(svc, wid: str, *, due_only: bool, subscriber: Caller | None = None) -> PollResult | None:

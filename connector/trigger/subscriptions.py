@@ -34,10 +34,12 @@ from .outbox import account_events, store_events, subscription_filters
 from .poll import poll_in_request
 from .tables import deliveries, delivery_attempts, events, inbox, subscriptions, watches
 from .targets import target_receiver
+from . import snapshot
 from .threshold import figure, initial_state, last_passed
 from .watches import create_watch, delete_subscription, get_watch, reader_manifest, watch_id
 
 RECENT_ATTEMPTS = 20
+SNAPSHOT_WATCH = "followers_snapshot"
 WATCH_FAILURES = ("not_found", "auth_failed")
 
 
@@ -83,12 +85,14 @@ def _catch_up(svc, watch, caller: Caller):
 
 def _open(svc, manifest: Manifest, provider_name, credentials, handle, caller: Caller, source: str):
     """The watch (created, or caught up for this subscriber); ``(watch, credits paid, samples)``."""
-    cost = reader_manifest(svc.manifests, manifest.operation).cost
+    cost = reader_manifest(svc.manifests, manifest.watch_operation).cost
     with svc.store.connect() as conn:
-        watch = get_watch(conn, watch_id(provider_name, credential_hash(credentials), handle, manifest.operation))
+        watch = get_watch(conn, watch_id(provider_name, credential_hash(credentials), handle, manifest.watch_operation))
     if watch is None:
         watch, _created, samples = create_watch(svc, manifest, provider_name, credentials, handle, caller, source)
         return watch, cost, samples
+    if manifest.strategy == "snapshot":
+        snapshot.check_limit(svc.settings, watch)
     pages, samples = _catch_up(svc, watch, caller)
     svc.keys.record_spend(caller, manifest.event, source, pages * cost)
     with svc.store.connect() as conn:
@@ -149,16 +153,21 @@ def _inputs(sub) -> dict:
     return json.loads(sub["inputs"]) if sub["inputs"] else {}
 
 
-def _created_view(sub, handle: str, secret: str) -> dict:
-    return {"id": sub["id"], "event": sub["event"], "handle": handle, "targetUrl": sub["target_url"],
+def _created_view(sub, handle: str, secret: str, svc=None) -> dict:
+    view = {"id": sub["id"], "event": sub["event"], "handle": handle, "targetUrl": sub["target_url"],
             "secret": secret, "createdAt": iso(sub["created_at"]), **_inputs(sub)}
+    manifest = svc.manifests.get(sub["event"]) if svc is not None else None
+    if manifest is not None and manifest.strategy == "snapshot":
+        with svc.store.connect() as conn:
+            view["creditsPerCheck"] = snapshot.credits_per_check(get_watch(conn, sub["watch_id"]))
+    return view
 
 
 def create_hook(svc, caller: Caller, manifest: Manifest, provider_name: str, credentials: str | None, *,
                 handle: str, inputs: dict, target_url: str, request_source: str) -> tuple[dict, bool]:
     """The hook, as its creator sees it once (with its secret), and whether it is new."""
     event = manifest.event
-    wid = watch_id(provider_name, credential_hash(credentials), handle, manifest.operation)
+    wid = watch_id(provider_name, credential_hash(credentials), handle, manifest.watch_operation)
     dedupe = hook_dedupe_key(caller.id, wid, event, target_url, inputs)
 
     def existing():
@@ -168,10 +177,10 @@ def create_hook(svc, caller: Caller, manifest: Manifest, provider_name: str, cre
     secret_key = svc.settings.secret_key
     row = existing()
     if row is not None:
-        return _created_view(row, handle, current_secret(secret_key, row)), False
+        return _created_view(row, handle, current_secret(secret_key, row), svc), False
     stored, secret = new_stored_secret(secret_key)     # refused, naming the setting, without a key
     _check_quotas(svc, caller, wid, new_hook=True)
-    if not can_pay(svc.keys, caller, reader_manifest(svc.manifests, manifest.operation).cost):
+    if not can_pay(svc.keys, caller, reader_manifest(svc.manifests, manifest.watch_operation).cost):
         raise InsufficientCredits()
 
     def insert(conn, watch, spent, samples):
@@ -189,8 +198,8 @@ def create_hook(svc, caller: Caller, manifest: Manifest, provider_name: str, cre
     if sub is None:      # the same hook was created by a concurrent request: its reads cost nothing
         svc.keys.refund(caller, spent)
         row = existing()
-        return _created_view(row, handle, current_secret(secret_key, row)), False
-    return _created_view(sub, handle, secret), True
+        return _created_view(row, handle, current_secret(secret_key, row), svc), False
+    return _created_view(sub, handle, secret, svc), True
 
 
 def _own_hook(conn, caller: Caller, hook_id: str):
@@ -211,6 +220,8 @@ def _hook_view(sub, watch, attempts=None, pending: int | None = None) -> dict:
             "lastError": watch["last_error"] or sub["last_error"],
             "lastDeliveryError": sub["last_error"], "failingSince": iso(sub["failing_since"]),
             "creditsSpent": sub["credits_spent"]}
+    if watch.get("operation") == SNAPSHOT_WATCH:
+        view["creditsPerCheck"] = snapshot.credits_per_check(watch)
     if attempts is not None:
         view["pendingDeliveries"] = pending
         view["recentDeliveries"] = [
@@ -224,14 +235,15 @@ def list_hooks(svc, caller: Caller) -> list[dict]:
         rows = conn.execute(
             sa.select(subscriptions, watches.c.handle, watches.c.provider, watches.c.status.label("w_status"),
                       watches.c.last_poll_at, watches.c.next_poll_at, watches.c.poll_interval,
-                      watches.c.last_error.label("w_error"))
+                      watches.c.last_error.label("w_error"), watches.c.state.label("w_state"),
+                      watches.c.operation.label("w_operation"))
             .join(watches, watches.c.id == subscriptions.c.watch_id)
             .where(subscriptions.c.key_id == caller.id, subscriptions.c.kind == "hook")
             .order_by(subscriptions.c.created_at)).mappings().all()
     return [_hook_view(row, {"handle": row["handle"], "provider": row["provider"], "status": row["w_status"],
                              "last_poll_at": row["last_poll_at"], "next_poll_at": row["next_poll_at"],
-                             "poll_interval": row["poll_interval"],
-                             "last_error": row["w_error"]}) for row in rows]
+                             "poll_interval": row["poll_interval"], "state": row["w_state"],
+                             "operation": row["w_operation"], "last_error": row["w_error"]}) for row in rows]
 
 
 def hook_detail(svc, caller: Caller, hook_id: str) -> dict:
@@ -343,7 +355,9 @@ def _poll_subscriber(svc, manifest: Manifest, caller: Caller, sub_id: str, sourc
         conn.execute(insert_ignore(dialect, subscriptions, sub))
         conn.execute(subscriptions.update().where(subscriptions.c.id == sub_id).values(
             last_called_at=now, request_source=source, credits_spent=subscriptions.c.credits_spent + spent))
-        if manifest.strategy == "threshold":
+        if manifest.strategy == "snapshot":
+            rows = []    # (no samples: the current followers are not lost ones)
+        elif manifest.strategy == "threshold":
             # The last multiple the figure passed, as a sample (never delivered).
             rows = [] if not samples else last_passed(manifest, inputs, figure(manifest, samples[0][1]), watch, now)
         else:
@@ -364,8 +378,8 @@ def _poll_subscriber(svc, manifest: Manifest, caller: Caller, sub_id: str, sourc
 def poll_events(svc, caller: Caller, manifest: Manifest, provider_name: str, credentials: str | None, *,
                 handle: str, inputs: dict, source: str, limit: int) -> list[dict]:
     """The polling trigger: the caller's newest events for the handle (each with ``seq``)."""
-    cost = reader_manifest(svc.manifests, manifest.operation).cost
-    wid = watch_id(provider_name, credential_hash(credentials), handle, manifest.operation)
+    cost = reader_manifest(svc.manifests, manifest.watch_operation).cost
+    wid = watch_id(provider_name, credential_hash(credentials), handle, manifest.watch_operation)
     sub_id = poll_subscription_id(wid, caller.id, manifest.event, inputs)
     with svc.store.connect() as conn:
         watch = get_watch(conn, wid)

@@ -25,6 +25,7 @@ from .crypto import credential_hash, encrypt_credentials
 from .detect import keyed
 from .events import EVENT
 from .outbox import account_events, mark_seen, store_events
+from .snapshot import initial_snapshot
 from .tables import subscriptions, watches
 
 
@@ -44,7 +45,7 @@ def trigger_manifests(manifests: dict[str, Manifest]) -> dict[str, Manifest]:
 def reader_manifest(manifests: dict[str, Manifest], operation: str) -> Manifest:
     """The manifest whose read serves a watch of ``operation``: its cost per read, its error
     messages. The first (by key) of the triggers that read it, a list strategy first."""
-    readers = sorted((m for m in manifests.values() if m.kind == "trigger" and m.operation == operation),
+    readers = sorted((m for m in manifests.values() if m.kind == "trigger" and m.watch_operation == operation),
                      key=lambda m: (m.strategy != "newest_first", m.key))
     if not readers:
         raise KeyError(operation)
@@ -98,12 +99,12 @@ def create_watch(svc, manifest: Manifest, provider_name: str, credentials: str |
     caller's samples.
     """
     cred_hash = credential_hash(credentials)
-    operation = manifest.operation
+    operation = manifest.watch_operation
     wid = watch_id(provider_name, cred_hash, handle, operation)
     encrypted = encrypt_credentials(svc.settings.secret_key, credentials)
     provider = svc.providers.get(provider_name, credentials)
     reader = reader_manifest(svc.manifests, operation)
-    read = provider.operation(operation, reader.label.lower())   # NotOffered: nothing is made
+    read = provider.operation(reader.operation, reader.label.lower())   # NotOffered: nothing is made
     cost = reader.cost
     if not svc.keys.reserve(caller, cost):
         raise InsufficientCredits()
@@ -112,8 +113,15 @@ def create_watch(svc, manifest: Manifest, provider_name: str, credentials: str |
     except BaseException:
         svc.keys.refund(caller, cost)
         raise
-    svc.keys.record_spend(caller, manifest.event, request_source, cost)
     now = svc.clock()
+    extra = {}
+    if manifest.strategy == "snapshot":
+        try:   # refused above the limit, before anything is stored (the read is given back)
+            extra = {"state": initial_snapshot(svc.settings, page, cost), "next_poll_at": now}
+        except BaseException:
+            svc.keys.refund(caller, cost)
+            raise
+    svc.keys.record_spend(caller, manifest.event, request_source, cost)
     # A list's first page (newest first), or the profile a threshold trigger reads.
     first_page = [(PROFILE, page)] if manifest.strategy == "threshold" else keyed(page.records)
     with svc.store.write() as conn:
@@ -122,7 +130,7 @@ def create_watch(svc, manifest: Manifest, provider_name: str, credentials: str |
             "handle": handle, "operation": operation, "status": "active", "last_poll_at": now,
             "next_poll_at": now + svc.settings.poll_interval, "poll_interval": svc.settings.poll_interval,
             "credits_spent": cost, "pages_read": 1,
-            "created_at": now}).returning(watches.c.id)).first() is not None
+            "created_at": now, **extra}).returning(watches.c.id)).first() is not None
         if created and manifest.strategy == "newest_first":
             row = {"id": wid, "handle": handle, "provider": provider_name}
             mark_seen(conn, svc.store.dialect, wid, [key for key, _ in first_page])

@@ -1,0 +1,170 @@
+"""Lost Follower (the snapshot strategy): full walks of the follower list, a loss after two
+missing walks, the account size limit, credits per walk, checkEveryHours and a read now.
+Real service, fake Dumpling and webhook receivers on loopback, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import sqlalchemy as sa
+
+from connector.trigger.sender import deliver_due_webhooks
+from connector.trigger.tables import watches
+from connector.trigger.worker import poll_due_watches
+from tests.trigger_kit import (HANDLE, Receiver, dumpling, make_due, receiver,  # noqa: F401
+                               trigger_settings, verify, world)
+
+HOOKS = "/api/v1/hooks"
+ROUTE = "/api/v1/triggers/lost-follower"
+
+
+def walk(svc, passes: int = 1) -> None:
+    """Worker passes with every watch due (time moved past checkEveryHours)."""
+    for _ in range(passes):
+        make_due(svc)
+        poll_due_watches(svc)
+        deliver_due_webhooks(svc)
+
+
+def pages(fake) -> int:
+    return sum(1 for r in fake.requests if r.endpoint == "followers")
+
+
+@pytest.fixture
+def live(serve, dumpling, database_url):  # noqa: F811
+    return serve(trigger_settings(dumpling, database_url))
+
+
+@pytest.fixture
+def key(live):
+    return live.services.keys.create(name="lost", credits=10_000)
+
+
+@pytest.fixture
+def http(live, key):
+    with live.client(key[0]) as client:
+        yield client
+
+
+def subscribe(http, receiver, **extra) -> dict:
+    r = http.post(HOOKS, json={"event": "lost_follower", "handle": HANDLE, "targetUrl": receiver.url, **extra})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def lost_ids(r: Receiver) -> list[str]:
+    return [b["follower"]["id"] for b in r.delivered()]
+
+
+def test_a_follower_missing_from_two_full_walks_fires_once(live, http, world, dumpling, receiver):  # noqa: F811
+    svc = live.services
+    followers = len(world[HANDLE].followers)
+    hook = subscribe(http, receiver)
+    assert hook["creditsPerCheck"] >= 2 and hook["checkEveryHours"] == 24 if "checkEveryHours" in hook \
+        else hook["creditsPerCheck"] >= 2
+    assert http.post(ROUTE, json={"handle": HANDLE}).json()["events"] == []     # polling too: no samples
+    walk(svc)                                                   # the baseline walk: nothing can be lost
+    assert receiver.delivered() == []
+    gone_user, _ = world[HANDLE].followers[7]
+    blip_user, _ = world[HANDLE].followers[3]
+    world.unfollow(HANDLE, gone_user.id)
+    world.unfollow(HANDLE, blip_user.id)
+    walk(svc)                                                   # missing once: not enough
+    assert receiver.delivered() == []
+    world.refollow(HANDLE, blip_user)                            # back before a second missing walk
+    walk(svc)
+    assert lost_ids(receiver) == [gone_user.id]                  # missing twice: lost, once
+    event = verify(hook["secret"], receiver.requests[0].headers, receiver.requests[0].body)
+    assert event["event"] == "lost_follower" and event["handle"] == HANDLE
+    assert event["follower"]["uniqueId"] == gone_user.handle and event["lastSeenAt"] <= event["detectedAt"]
+    walk(svc, 2)
+    assert lost_ids(receiver) == [gone_user.id]                  # never again, and the blip never
+    assert len(world[HANDLE].followers) == followers - 1
+
+    world.refollow(HANDLE, gone_user)                            # a re-follow, then a second loss
+    walk(svc)
+    world.unfollow(HANDLE, gone_user.id)
+    walk(svc, 3)
+    ids = Counter(b["id"] for b in receiver.delivered())
+    assert lost_ids(receiver) == [gone_user.id, gone_user.id] and len(ids) == 2 and max(ids.values()) == 1
+
+    polled = http.post(ROUTE, json={"handle": HANDLE}).json()["events"]
+    assert [e["follower"]["id"] for e in polled] == [gone_user.id, gone_user.id]     # newest first
+    assert [e["id"] for e in polled] == [b["id"] for b in reversed(receiver.delivered())]
+
+
+def test_credits_per_check_are_charged_to_each_key_per_walk(live, http, key, world, dumpling, receiver):  # noqa: F811
+    svc = live.services
+    raw2, row2 = svc.keys.create(name="second", credits=10_000)
+    hook = subscribe(http, receiver)
+    per_check = hook["creditsPerCheck"]
+    with live.client(raw2) as other:
+        r = other.post(HOOKS, json={"event": "lost_follower", "handle": HANDLE, "targetUrl": receiver.url,
+                                    "checkEveryHours": 6})
+        assert r.status_code == 201 and r.json()["creditsPerCheck"] == per_check, r.text
+    assert http.get(f"{HOOKS}/{hook['id']}").json()["creditsPerCheck"] == per_check
+    assert [h["creditsPerCheck"] for h in http.get(HOOKS).json()["hooks"]] == [per_check]
+    before = (svc.keys.balance(key[1]["id"]), svc.keys.balance(row2["id"]), pages(dumpling))
+    walk(svc)
+    read = pages(dumpling) - before[2]
+    assert read == per_check >= 2                                  # one full walk, all of its pages
+    assert svc.keys.balance(key[1]["id"]) == before[0] - per_check
+    assert svc.keys.balance(row2["id"]) == before[1] - per_check
+    with svc.store.connect() as conn:
+        w = conn.execute(sa.select(watches).where(watches.c.operation == "followers_snapshot")).mappings().one()
+    assert w["next_poll_at"] == pytest.approx(w["last_poll_at"] + 6 * 3600)   # the most frequent schedule
+
+
+def test_a_walk_is_not_shared_with_new_follower(live, http, world, dumpling, receiver):  # noqa: F811
+    subscribe(http, receiver)
+    r = http.post(HOOKS, json={"event": "new_follower", "handle": HANDLE, "targetUrl": receiver.url})
+    assert r.status_code == 201, r.text
+    with live.services.store.connect() as conn:
+        ops = sorted(conn.execute(sa.select(watches.c.operation)).scalars())
+    assert ops == ["followers_snapshot", "list_followers"]
+
+
+def test_an_account_above_the_limit_is_refused_naming_it(serve, dumpling, database_url, world, receiver):  # noqa: F811
+    live = serve(trigger_settings(dumpling, database_url, lost_follower_max=50))
+    raw, row = live.services.keys.create(name="big", credits=100)
+    assert len(world[HANDLE].followers) > 50
+    with live.client(raw) as http:
+        r = http.post(HOOKS, json={"event": "lost_follower", "handle": HANDLE, "targetUrl": receiver.url})
+        assert 400 <= r.status_code < 500 and "CONNECTOR_LOST_FOLLOWER_MAX" in r.json()["error"], r.text
+        r = http.post(ROUTE, json={"handle": HANDLE})
+        assert 400 <= r.status_code < 500 and "CONNECTOR_LOST_FOLLOWER_MAX" in r.json()["error"], r.text
+        assert http.get(HOOKS).json() == {"hooks": []}
+    assert live.services.keys.balance(row["id"]) == 100              # the refused read is given back
+
+
+@pytest.mark.parametrize("extra, fragment", [({"checkEveryHours": 0}, "'checkEveryHours'"),
+                                             ({"checkEveryHours": 169}, "'checkEveryHours'"),
+                                             ({"checkEveryHours": "x"}, "'checkEveryHours'"),
+                                             ({"checkEveryHour": 2}, "checkEveryHour")])
+def test_bad_inputs_are_4xx_naming_the_field(live, http, receiver, extra, fragment):  # noqa: F811
+    r = http.post(HOOKS, json={"event": "lost_follower", "handle": HANDLE, "targetUrl": receiver.url, **extra})
+    assert 400 <= r.status_code < 500 and fragment in r.json()["error"], r.text
+    r = http.post(ROUTE, json={"handle": HANDLE, **extra})
+    assert 400 <= r.status_code < 500 and fragment in r.json()["error"], r.text
+
+
+def test_a_read_now_is_a_full_walk_at_the_next_pass(live, http, world, dumpling, receiver):  # noqa: F811
+    svc = live.services
+    hook = subscribe(http, receiver, checkEveryHours=168)
+    walk(svc)                                                    # the baseline
+    gone_user, _ = world[HANDLE].followers[0]
+    world.unfollow(HANDLE, gone_user.id)
+    before = pages(dumpling)
+    poll_due_watches(svc)                                        # not due for a week: nothing is read
+    assert pages(dumpling) == before
+    for _ in range(2):
+        assert http.post(f"{HOOKS}/{hook['id']}/poll").status_code == 202
+        poll_due_watches(svc)                                    # the next pass walks the whole list
+        deliver_due_webhooks(svc)
+        assert pages(dumpling) - before == hook["creditsPerCheck"]
+        before = pages(dumpling)
+        with svc.store.begin() as conn:                          # a minute later it may ask again
+            from connector.trigger.tables import subscriptions
+            conn.execute(subscriptions.update().values(poll_requested_at=svc.clock() - 61))
+    assert lost_ids(receiver) == [gone_user.id]
