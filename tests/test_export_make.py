@@ -103,7 +103,8 @@ def test_modules_kinds_and_errors(app):
         "getProfile": "action", "listFollowers": "search", "listFollowing": "search",
         "watchNewFollower": "trigger", "watchNewFollowerInstant": "instant_trigger",
         "watchNewFollowing": "trigger", "watchNewFollowingInstant": "instant_trigger",
-        "watchFollowerMilestone": "trigger", "watchFollowerMilestoneInstant": "instant_trigger"}
+        "watchFollowerMilestone": "trigger", "watchFollowerMilestoneInstant": "instant_trigger",
+            "watchLostFollower": "trigger", "watchLostFollowerInstant": "instant_trigger"}
     assert modules["watchNewFollowerInstant"]["webhook"] == "newFollower"
     assert modules["watchNewFollowingInstant"]["webhook"] == "newFollowing"
     # A hook subscribes with the trigger's filters; an empty one is left out.

@@ -113,6 +113,17 @@ class App:
 
 
 @pytest.fixture
+def demo(serve, make_settings):
+    """The demo service (as conftest's), with room for Lost Follower: demo accounts have millions
+    of followers, above CONNECTOR_LOST_FOLLOWER_MAX's default."""
+    from tests.conftest import Service
+    live = serve(make_settings(lost_follower_max=10**9))
+    raw, _ = live.services.keys.create(name="tests")
+    with live.client(raw) as http:
+        yield Service(live=live, key=raw, http=http)
+
+
+@pytest.fixture
 def app(tmp_path, cli_env, demo):
     return App(tmp_path, cli_env, demo.url, demo.key)
 
@@ -202,8 +213,18 @@ def test_invoke_every_trigger_prints_its_events(app, demo, key, subject):
     assert requests_by_source(demo) == {"ZAPIER": 1}
 
 
+def test_invoke_lost_follower_starts_a_watch_without_samples(app, demo):
+    """Nothing is lost before two full walks: the first call prints no events, having read the
+    first page (as Zapier) to take the account's size."""
+    events = app.invoke("trigger", "lost_follower", "--inputData", json.dumps({"handle": "@zapier_cli"}),
+                        "--non-interactive")
+    assert events == []
+    assert requests_by_source(demo) == {"ZAPIER": 1}
+
+
 def test_invoke_covers_every_trigger(app):
-    invoked = {"new_follower", "new_following", "follower_milestone"}   # test_invoke_every_trigger_prints_its_events
+    invoked = {"new_follower", "new_following", "follower_milestone",   # test_invoke_every_trigger_prints_its_events
+               "lost_follower"}                                            # test_invoke_lost_follower_...
     assert {k for k in app.definition()["triggers"] if not k.endswith("_instant")} == invoked
 
 
