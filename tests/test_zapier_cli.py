@@ -271,7 +271,8 @@ def test_build_makes_the_zip_to_upload(app, demo, tmp_path):
     assert package["dependencies"] == {"zapier-platform-core": zapier.ZAPIER_CORE_VERSION}
     assert built["platformVersion"] == zapier.ZAPIER_CORE_VERSION and built["version"] == "1.0.0"
     assert set(built["triggers"]) == {"new_follower", "new_follower_instant", "new_following",
-                                      "new_following_instant", "follower_milestone", "follower_milestone_instant"}
+                                      "new_following_instant", "follower_milestone", "follower_milestone_instant",
+                                      "lost_follower", "lost_follower_instant"}
     assert set(built["searches"]) == {"get_profile", "list_followers", "list_following"}
     with zipfile.ZipFile(source_zip) as archive:
         sources = set(archive.namelist())
