@@ -21,6 +21,7 @@ from connector.trigger.subscriptions import create_hook
 from connector.trigger.tables import events, watches
 from connector.trigger.worker import poll_due_watches
 from tests.clock import ManualClock
+from tests.conftest import TEST_SECRET_KEY
 from tests.processes import clean_env
 
 START = 1_767_225_600
@@ -41,6 +42,7 @@ def small_fleet() -> dict:
 
 def settings_for(url: str, clock, **changes) -> Settings:
     return Settings(provider="fleet", database_url=url, allow_private_targets=True, clock=clock,
+                    secret_key=TEST_SECRET_KEY,
                     worker=WorkerSettings(page_budget=4, poll_threads=2), **changes)
 
 
