@@ -16,8 +16,8 @@ thousands can be open at once in little memory.
   whose answer was cut short (deadline, cap, broken framing). A kept-alive connection the
   receiver closed meanwhile is tried once more on a new one, within the same deadline.
   Redirects are never followed.
-- Each receiver (scheme, host, port) has a pool of its own, so the connections a hanging
-  receiver holds never slow the bookkeeping of a fast receiver's pool.
+- Each receiver (scheme, host, port) has a short idle list of its own (:class:`_Pools`), so
+  the connections a hanging receiver holds never slow a fast receiver's requests.
 
 httpcore is used directly rather than through ``httpx.AsyncClient``: the client's layers
 (cookies, auth, redirects, its request and response models) cost more CPU than the whole
