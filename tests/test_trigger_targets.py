@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from connector.errors import BadRequest
-from connector.trigger.targets import resolve_target
+from connector.trigger.targets import resolve_target, target_receiver
 from connector.trigger.webhook_client import PostFailed, WebhookClient
 from tests.trigger_kit import BadReceiver
 
@@ -55,9 +55,9 @@ def test_a_target_keeps_the_name_for_host_and_tls_and_lists_checked_addresses():
     assert target.addresses == ("93.184.216.34", "2606:4700::1111")          # IPv4 first
     assert (target.host, target.host_header, target.port, target.path) == \
         ("hooks.example.com", "hooks.example.com", 443, "/catch/1?x=2")
-    assert target.receiver == "hooks.example.com:443"
+    assert target_receiver(target.url) == "hooks.example.com:443"     # the per-receiver cap's unit
     plain = resolve_target("http://Hooks.example.com:8080/x", allow_private=False, resolve=resolver("93.184.216.34"))
-    assert (plain.host_header, plain.port, plain.receiver) == ("Hooks.example.com:8080", 8080, "hooks.example.com:8080")
+    assert (plain.host_header, plain.port, target_receiver(plain.url)) == ("Hooks.example.com:8080", 8080, "hooks.example.com:8080")
 
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.7", "169.254.169.254", "::1", "fd00::1", "::ffff:10.0.0.1"])

@@ -10,6 +10,7 @@ label), see :mod:`.hook_secrets`.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -35,6 +36,11 @@ def decrypt_secret(secret_key: str | None, token: str) -> str:
     """A stored webhook secret; ValueError when CONNECTOR_SECRET_KEY is missing or changed."""
     if not secret_key:
         raise ValueError("CONNECTOR_SECRET_KEY is not set; stored webhook secrets cannot be read")
+    return _decrypt_secret(secret_key, token)
+
+
+@functools.lru_cache(maxsize=4096)   # each delivery is signed: a hook's secret is decrypted once, not per delivery
+def _decrypt_secret(secret_key: str, token: str) -> str:
     try:
         return _fernet(secret_key, b"webhook-secrets").decrypt(token.encode()).decode()
     except InvalidToken:

@@ -40,11 +40,6 @@ class Target:
     path: str            # path and query, what the request line carries
     addresses: tuple[str, ...]   # checked addresses, IPv4 first
 
-    @property
-    def receiver(self) -> str:
-        """``host:port``: the unit of the per-receiver concurrency cap."""
-        return target_receiver(self.url)
-
 
 class _Resolver:
     """``getaddrinfo`` with a timeout. Each lookup runs on a daemon thread of its own, so

@@ -16,8 +16,8 @@ thousands can be open at once in little memory.
   whose answer was cut short (deadline, cap, broken framing). A kept-alive connection the
   receiver closed meanwhile is tried once more on a new one, within the same deadline.
   Redirects are never followed.
-- Each receiver (scheme, host, port) has a pool of its own, so the connections a hanging
-  receiver holds never slow the bookkeeping of a fast receiver's pool.
+- Each receiver (scheme, host, port) has a short idle list of its own (:class:`_Pools`), so
+  the connections a hanging receiver holds never slow a fast receiver's requests.
 
 httpcore is used directly rather than through ``httpx.AsyncClient``: the client's layers
 (cookies, auth, redirects, its request and response models) cost more CPU than the whole
@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import os
-import select
 import socket
 import ssl
 import time
@@ -75,101 +74,257 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-def _readable(sock) -> bool:
-    """Whether an idle connection has something to read (then it is closed, or broken)."""
-    if sock is None or sock.fileno() < 0:
-        return True
-    poll = select.poll()
-    poll.register(sock.fileno(), select.POLLIN)
-    return bool(poll.poll(0))
+READ_AHEAD = 256 * 1024   # bytes read ahead of httpcore before the socket stops being read
+CORK = 64 * 1024          # bytes written are held until the answer is read, up to this many
+
+
+class _Protocol(asyncio.Protocol):
+    """What arrives on one connection, kept until :class:`_Stream` reads it (asyncio's own
+    transports, no anyio: its cancel scopes and checkpoints cost more CPU per request than
+    the whole exchange with a fast receiver, bench/RESULTS.md "Issue 17: delivery")."""
+
+    def __init__(self):
+        self.transport = None
+        self.buffer = bytearray()
+        self.eof = False
+        self.error: BaseException | None = None
+        self.reading: asyncio.Future | None = None    # a read waiting for data
+        self.writing: asyncio.Future | None = None    # a write waiting for the buffer to drain
+        self.paused = False                           # writing paused by the transport
+        self.held = False                             # reading paused by us (READ_AHEAD)
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def _wake(self, waiter_name: str) -> None:
+        waiter = getattr(self, waiter_name)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > READ_AHEAD and not self.held:   # an endless body is not read ahead into memory
+            self.held = True
+            self.transport.pause_reading()
+        self._wake("reading")
+
+    def eof_received(self):
+        self.eof = True
+        self._wake("reading")
+        return None                             # (closes the transport)
+
+    def connection_lost(self, exc):
+        self.eof = True
+        self.error = exc
+        self.paused = False
+        self._wake("reading")
+        self._wake("writing")
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self._wake("writing")
 
 
 class _Stream(httpcore.AsyncNetworkStream):
-    """httpcore's anyio stream, with its socket looked up once: httpcore asks for it each
-    time it checks an idle connection, and anyio answers with a ``getpeername`` system
-    call each time (tens per request at a busy receiver)."""
+    """One connection as httpcore's network stream, over an asyncio transport. The attempt's
+    deadline (``asyncio.timeout_at`` in :meth:`WebhookClient.post`) cancels any wait here."""
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream):
-        self.inner = inner
-        self.sock = inner.get_extra_info("socket")
+    def __init__(self, transport, protocol: _Protocol, sock=None):
+        self.transport, self.protocol = transport, protocol
+        self.corked: list[bytes] = []     # written, not yet sent: sent in one go before the next read
+        self.sock = sock if sock is not None else transport.get_extra_info("socket")
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self.inner.read(max_bytes, timeout)
+        protocol = self.protocol
+        if self.corked:
+            buffer = b"".join(self.corked)
+            self.corked.clear()
+            try:
+                await self._send(buffer, timeout)
+            except httpcore.WriteError:   # as httpcore does: a receiver may answer and close before
+                pass                      # reading all of a request; its answer is read if it came
+        if not protocol.buffer and not protocol.eof:
+            try:
+                async with asyncio.timeout(timeout):
+                    while not protocol.buffer and not protocol.eof:
+                        protocol.reading = asyncio.get_running_loop().create_future()
+                        try:
+                            await protocol.reading
+                        finally:
+                            protocol.reading = None
+            except TimeoutError:
+                raise httpcore.ReadTimeout("timed out reading") from None
+        buffer = protocol.buffer
+        if buffer:
+            data = bytes(buffer[:max_bytes])
+            del buffer[:max_bytes]
+            if protocol.held and len(buffer) <= READ_AHEAD and not self.transport.is_closing():
+                protocol.held = False
+                self.transport.resume_reading()
+            return data
+        if protocol.error is not None:
+            raise httpcore.ReadError(str(protocol.error) or "connection lost") from protocol.error
+        return b""                              # the receiver closed the connection
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self.inner.write(buffer, timeout)
+        """Held until the next read (httpcore writes a request's headers and body apart, and
+        a send each is a system call each), or sent at once past ``CORK`` bytes."""
+        if buffer:
+            self.corked.append(buffer)
+            if sum(map(len, self.corked)) > CORK:
+                buffer = b"".join(self.corked)
+                self.corked.clear()
+                await self._send(buffer, timeout)
+
+    async def _send(self, buffer: bytes, timeout: float | None) -> None:
+        protocol = self.protocol
+        if self.transport.is_closing():
+            raise httpcore.WriteError("connection closed") from protocol.error
+        self.transport.write(buffer)
+        if protocol.paused:
+            try:
+                async with asyncio.timeout(timeout):
+                    while protocol.paused:
+                        protocol.writing = asyncio.get_running_loop().create_future()
+                        try:
+                            await protocol.writing
+                        finally:
+                            protocol.writing = None
+            except TimeoutError:
+                raise httpcore.WriteTimeout("timed out writing") from None
+            if protocol.error is not None:
+                raise httpcore.WriteError(str(protocol.error) or "connection lost") from protocol.error
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        self.corked.clear()
+        self.transport.close()
 
     async def start_tls(self, ssl_context, server_hostname=None, timeout=None) -> httpcore.AsyncNetworkStream:
-        return _Stream(await self.inner.start_tls(ssl_context, server_hostname, timeout))
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                transport = await loop.start_tls(self.transport, self.protocol, ssl_context,
+                                                 server_hostname=server_hostname)
+        except TimeoutError:
+            self.transport.close()
+            raise httpcore.ConnectTimeout("timed out in the TLS handshake") from None
+        except (OSError, ssl.SSLError) as exc:     # (ssl.SSLError is an OSError)
+            self.transport.close()
+            raise httpcore.ConnectError(str(exc)) from exc
+        except BaseException:
+            self.transport.close()
+            raise
+        return _Stream(transport, self.protocol, self.sock)
 
     def get_extra_info(self, info: str):
         if info == "socket":
             return self.sock
-        if info == "is_readable":
-            return _readable(self.sock)
-        return self.inner.get_extra_info(info)
+        if info == "is_readable":   # asked of an idle connection: anything there means closed or broken
+            protocol = self.protocol     # (the loop reads as data comes; a close it has not seen yet
+            return bool(protocol.buffer) or protocol.eof or self.transport.is_closing()   # fails the
+        # request on that connection, which is then tried once more on a new one)
+        if info == "ssl_object":
+            return self.transport.get_extra_info("ssl_object")
+        if info == "client_addr":
+            return self.transport.get_extra_info("sockname")
+        if info == "server_addr":
+            return self.transport.get_extra_info("peername")
+        return None
 
 
 class CheckedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's default (anyio) backend, dialling only the checked addresses of the
+    """An asyncio network backend for httpcore that dials only the checked addresses of the
     target being sent to (:data:`_checked`, set by :meth:`WebhookClient.post`)."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkBackend | None = None):
-        self.inner = inner or httpcore.AnyIOBackend()
 
     async def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
         target, dialled = _checked.get() or (None, [])
         if target is None or target.host.lower() != host.lower() or target.port != port:
             raise httpcore.ConnectError(f"{host[:100]} was not checked for this delivery")   # never dial blind
         dialled.append(host)
+        loop = asyncio.get_running_loop()
         reason = "no address"
         for address in target.addresses:     # IPv4 first; the next one when one refuses
-            try:
-                return _Stream(await self.inner.connect_tcp(address, port, timeout=timeout,
-                                                            local_address=local_address, socket_options=socket_options))
-            except httpcore.ConnectError as exc:
+            try:                              # (a numeric address: asyncio looks nothing up)
+                async with asyncio.timeout(timeout):
+                    transport, protocol = await loop.create_connection(
+                        _Protocol, host=address, port=port,
+                        local_addr=(local_address, 0) if local_address else None)
+            except TimeoutError:
+                raise httpcore.ConnectTimeout(f"timed out connecting to {target.host[:100]}") from None
+            except OSError as exc:
                 reason = _reason(exc)
+                continue
+            stream = _Stream(transport, protocol)
+            for option in socket_options or ():
+                stream.sock.setsockopt(*option)
+            return stream
         raise httpcore.ConnectError(f"could not connect to {target.host[:100]}: {reason}")
 
     async def connect_unix_socket(self, path, timeout=None, socket_options=None):
         raise httpcore.ConnectError("webhooks go over TCP only")
 
     async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
+        await asyncio.sleep(seconds)
 
 
 class _Pools:
-    """An httpcore pool per receiver (scheme, host, port); a receiver's pool is dropped once
-    it has no connection left and has not been used for ``IDLE_FOR`` seconds."""
+    """The kept-alive connections of each receiver (scheme, host, port): httpcore's HTTP/1.1
+    connections in a short idle list each, rather than its connection pool (whose bookkeeping
+    checks every connection of the pool at each request and cost a third of the worker's CPU,
+    bench/RESULTS.md "Issue 17: delivery"). A connection is put back only when its answer was
+    read to its end (httpcore's connection is then idle; any other is closed), at most
+    ``MAX_IDLE`` per receiver, for at most ``IDLE_FOR`` seconds."""
 
     def __init__(self, ssl_context: ssl.SSLContext, backend: CheckedBackend):
         self.ssl_context, self.backend = ssl_context, backend
-        self.pools: dict[tuple, list] = {}     # (scheme, host, port) -> [pool, last used]
+        self.idle: dict[tuple, list] = {}      # (scheme, host, port) -> idle connections, newest last
         self._swept = time.monotonic()
 
-    def get(self, target: Target) -> httpcore.AsyncConnectionPool:
+    async def connection(self, target: Target) -> httpcore.AsyncHTTP11Connection:
+        """An idle connection to the target's receiver, or a new one (dialled by the backend)."""
         now = time.monotonic()
         if now - self._swept > IDLE_FOR:
             self._swept = now
-            for key in [k for k, (pool, used) in self.pools.items() if now - used > IDLE_FOR and not pool.connections]:
-                del self.pools[key]
+            await self._sweep()
         key = (target.scheme, target.host, target.port)
-        entry = self.pools.get(key)
-        if entry is None:
-            pool = httpcore.AsyncConnectionPool(ssl_context=self.ssl_context, max_keepalive_connections=MAX_IDLE,
-                                                keepalive_expiry=IDLE_FOR, http1=True, http2=False,
-                                                network_backend=self.backend)
-            entry = self.pools[key] = [pool, now]
-        entry[1] = now
-        return entry[0]
+        idle = self.idle.get(key)
+        while idle:
+            connection = idle.pop()
+            if connection.is_idle() and not connection.has_expired():
+                return connection
+            await connection.aclose()
+        stream = await self.backend.connect_tcp(target.host, target.port)
+        if target.scheme == "https":
+            stream = await stream.start_tls(self.ssl_context, server_hostname=target.host)
+        origin = httpcore.Origin(target.scheme.encode(), target.host.encode("ascii"), target.port)
+        return httpcore.AsyncHTTP11Connection(origin=origin, stream=stream, keepalive_expiry=IDLE_FOR)
+
+    async def put_back(self, target: Target, connection: httpcore.AsyncHTTP11Connection) -> None:
+        """After the answer was closed: kept when httpcore left it idle (a complete answer),
+        closed otherwise."""
+        if connection.is_idle():
+            idle = self.idle.setdefault((target.scheme, target.host, target.port), [])
+            if len(idle) < MAX_IDLE:
+                idle.append(connection)
+                return
+        await connection.aclose()
+
+    async def _sweep(self) -> None:
+        for key, idle in list(self.idle.items()):
+            for connection in [c for c in idle if not c.is_idle() or c.has_expired()]:
+                idle.remove(connection)
+                await connection.aclose()
+            if not idle:
+                del self.idle[key]
 
     async def aclose(self) -> None:
-        pools, self.pools = self.pools, {}
-        for pool, _ in pools.values():
-            await pool.aclose()
+        idle, self.idle = self.idle, {}
+        for connections in idle.values():
+            for connection in connections:
+                await connection.aclose()
 
 
 class WebhookClient:
@@ -213,7 +368,12 @@ class WebhookClient:
                 for again in (True, False):
                     token = _checked.set((target, dialled := []))
                     try:
-                        response = await self.pools.get(target).handle_async_request(request)
+                        connection = await self.pools.connection(target)
+                        try:
+                            response = await connection.handle_async_request(request)
+                        except BaseException:
+                            await connection.aclose()   # (httpcore has closed it already, unless cancelled)
+                            raise
                         break
                     except (httpcore.RemoteProtocolError, httpcore.ReadError, httpcore.WriteError):
                         if again and not dialled:   # a kept-alive connection the receiver had closed
@@ -235,7 +395,10 @@ class WebhookClient:
             fields = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in response.headers}
             return Answer(response.status, fields, await self._read(response, min(BODY_GRACE, deadline - loop.time())))
         finally:
-            await response.aclose()              # (keeps the connection only if the answer was read to its end)
+            try:
+                await response.aclose()
+            finally:                             # kept only if the answer was read to its end
+                await self.pools.put_back(target, connection)
 
     async def _read(self, response: httpcore.Response, seconds: float) -> bytes:
         """Up to ``max_bytes`` of the body, for at most ``seconds``; a slow, endless or broken
