@@ -112,7 +112,7 @@ def test_unknown_account_answers_the_seed_404(live):
     ({"event": "new_follower", "handle": HANDLE, "targetUrl": "http://127.0.0.1:9/", "x": 1},
      "Unknown field 'x'. Allowed fields: event, handle, targetUrl, requestSource, minFollowerCount, verifiedOnly."),
     ({"event": "new_like", "handle": HANDLE, "targetUrl": "http://127.0.0.1:9/"},
-     "'event' must be one of: follower_milestone, new_follower, new_following."),
+     "'event' must be one of: follower_milestone, lost_follower, new_follower, new_following."),
     ({"event": "new_follower", "targetUrl": "http://127.0.0.1:9/"}, "'handle' parameter is required"),
     ({"event": "new_follower", "handle": HANDLE}, "'targetUrl' is required"),
     ({"event": "new_follower", "handle": HANDLE, "targetUrl": "ftp://example.com/x"}, "http:// or https://"),
