@@ -188,6 +188,16 @@ class _Poll:
             return self.lost()
         return self.result(status)
 
+    def upstream_failed(self, exc: UpstreamError) -> PollResult:
+        """Record a poll the upstream failed (logged redacted); the result carries the error
+        unless the lease was lost meanwhile."""
+        log.warning("poll of watch %s (%s) failed (%s): %s", self.wid, self.watch["provider"], exc.kind,
+                    redact(exc.detail, self.provider.secrets()))
+        result = self.fail(exc.kind, exc.user_message(self.manifest.errors, self.watch["handle"]),
+                           ERROR_STATUS.get(exc.kind, "error"))
+        result.error = None if result.lease_lost else exc
+        return result
+
     def result(self, status: str, **kwargs) -> PollResult:
         return PollResult(status=status, unpaid=self.tab.unpaid,
                           charged={k: v for k, v in self.tab.charged.items() if v > 0},
@@ -258,12 +268,7 @@ def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
     except LeaseLost:
         return poll.lost()
     except UpstreamError as exc:
-        log.warning("poll of watch %s (%s) failed (%s): %s", wid, watch["provider"], exc.kind,
-                    redact(exc.detail, poll.provider.secrets()))
-        result = poll.fail(exc.kind, exc.user_message(manifest.errors, watch["handle"]),
-                           ERROR_STATUS.get(exc.kind, "error"))
-        result.error = None if result.lease_lost else exc
-        return result
+        return poll.upstream_failed(exc)
     except LoopDetected as exc:
         log.warning("poll of watch %s: %s", wid, exc)
         return poll.fail("fetch_error", LOOP_MESSAGE, "error", clear_gaps=True)
@@ -311,12 +316,7 @@ def _poll_threshold(poll: _Poll) -> PollResult:
     try:
         record = poll.read(watch["handle"], request_source="API")
     except UpstreamError as exc:
-        log.warning("poll of watch %s (%s) failed (%s): %s", poll.wid, watch["provider"], exc.kind,
-                    redact(exc.detail, poll.provider.secrets()))
-        result = poll.fail(exc.kind, exc.user_message(manifest.errors, watch["handle"]),
-                           ERROR_STATUS.get(exc.kind, "error"))
-        result.error = None if result.lease_lost else exc
-        return result
+        return poll.upstream_failed(exc)
     except BaseException:
         poll.tab.refund()
         raise
@@ -368,12 +368,7 @@ def _poll_snapshot(poll: _Poll) -> PollResult:
     except LeaseLost:
         return poll.lost()
     except UpstreamError as exc:
-        log.warning("poll of watch %s (%s) failed (%s): %s", poll.wid, watch["provider"], exc.kind,
-                    redact(exc.detail, poll.provider.secrets()))
-        result = poll.fail(exc.kind, exc.user_message(manifest.errors, watch["handle"]),
-                           ERROR_STATUS.get(exc.kind, "error"))
-        result.error = None if result.lease_lost else exc
-        return result
+        return poll.upstream_failed(exc)
     except LoopDetected as exc:
         log.warning("poll of watch %s: %s", poll.wid, exc)
         return poll.fail("fetch_error", LOOP_MESSAGE, "error")
