@@ -9,9 +9,11 @@ from collections import Counter
 import pytest
 import sqlalchemy as sa
 
+from connector.trigger.events import iso
 from connector.trigger.sender import deliver_due_webhooks
 from connector.trigger.tables import watches
 from connector.trigger.worker import poll_due_watches
+from tests.clock import ManualClock
 from tests.trigger_kit import (HANDLE, Receiver, dumpling, make_due, receiver,  # noqa: F401
                                trigger_settings, verify, world)
 
@@ -168,3 +170,50 @@ def test_a_read_now_is_a_full_walk_at_the_next_pass(live, http, world, dumpling,
             from connector.trigger.tables import subscriptions
             conn.execute(subscriptions.update().values(poll_requested_at=svc.clock() - 61))
     assert lost_ids(receiver) == [gone_user.id]
+
+
+class _AsksMidRead:
+    """A provider whose first read, once ``armed``, first asks for a read now over HTTP: the
+    request arrives while a poll of the watch holds its lease and reads."""
+
+    def __init__(self, provider, ask):
+        self.provider, self.ask = provider, ask
+
+    def __getattr__(self, name):
+        return getattr(self.provider, name)
+
+    def operation(self, *args):
+        read = self.provider.operation(*args)
+
+        def reading(*a, **kw):
+            self.ask()
+            return read(*a, **kw)
+        return reading
+
+
+def test_a_read_now_asked_during_a_poll_is_not_lost_to_its_commit(live, http, world, dumpling, receiver,  # noqa: F811
+                                                                   monkeypatch):
+    svc = live.services
+    clock = ManualClock(svc.clock())
+    monkeypatch.setattr(svc, "clock", clock)
+    hook = subscribe(http, receiver, checkEveryHours=168)
+    walk(svc)                                                    # the baseline; the next walk is in a week
+    asked = []
+
+    def ask():
+        if not asked:
+            clock.advance(1)
+            asked.append(http.post(f"{HOOKS}/{hook['id']}/poll"))
+    real_get = svc.providers.get
+    monkeypatch.setattr(svc.providers, "get", lambda *a: _AsksMidRead(real_get(*a), ask))
+    make_due(svc)
+    poll_due_watches(svc)                                        # a poll; the read now arrives while it reads
+    assert [r.status_code for r in asked] == [202]
+    clock.advance(1)
+    assert http.get(f"{HOOKS}/{hook['id']}").json()["nextPollAt"] <= iso(clock())
+    before = pages(dumpling)
+    poll_due_watches(svc)                                        # the next pass: a full walk, as asked
+    assert pages(dumpling) - before == hook["creditsPerCheck"]
+    before = pages(dumpling)
+    poll_due_watches(svc)                                        # then the schedule again: a week
+    assert pages(dumpling) == before

@@ -188,6 +188,14 @@ def _subscriptions_for_update(conn, dialect: str, wid: str):
     return conn.execute(query, {"wid": wid}).mappings().all()
 
 
+def _keep_read_now(conn, wid: str, subs, started: float, next_poll: float) -> None:
+    """A read now (``POST /hooks/<id>/poll``) asked since the poll started was not served by
+    it: the watch stays due from that moment instead of taking the poll's next poll."""
+    asked = max((sub["poll_requested_at"] for sub in subs if sub["poll_requested_at"] is not None), default=None)
+    if asked is not None and started <= asked < next_poll:
+        conn.execute(watches.update().where(watches.c.id == wid).values(next_poll_at=asked))
+
+
 def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: list[Found], *, now: float,
                 pages: int = 0, backlog: bool = False, subscriber: str | None = None,
                 observation: Observation | None = None, counts=None, threshold: tuple | None = None,
@@ -195,7 +203,9 @@ def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: li
     """The poll's one transaction; returns how many events were new.
 
     The next poll is the schedule's (:func:`.schedule.plan`) from ``observation``, what
-    the poll saw (None: it read nothing); a backlog is read again at once. Raises :class:`LeaseLost` without the lease. On any failure everything ``tab`` holds
+    the poll saw (None: it read nothing); a backlog is read again at once, and so is a watch
+    whose read now was asked while the poll read (:func:`_keep_read_now`).
+    Raises :class:`LeaseLost` without the lease. On any failure everything ``tab`` holds
     is refunded before the exception goes on. ``subscriber``: the key a catch-up read was
     made for (it has no subscription yet, and keeps what it paid).
     """
@@ -213,6 +223,7 @@ def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: li
             if result.rowcount != 1:
                 raise LeaseLost(wid)
             subs = _subscriptions_for_update(conn, dialect, wid)
+            _keep_read_now(conn, wid, subs, now, next_poll)
             # Keys that can no longer receive what they paid for (unsubscribed, paused or
             # disabled while we read) are refunded after the commit.
             receiving = {sub["key_id"] for sub in subs if sub["status"] not in SILENT_STATUSES}
