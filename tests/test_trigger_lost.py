@@ -65,7 +65,8 @@ def test_a_follower_missing_from_two_full_walks_fires_once(live, http, world, du
     hook = subscribe(http, receiver)
     assert hook["creditsPerCheck"] >= 2 and hook["checkEveryHours"] == 24 if "checkEveryHours" in hook \
         else hook["creditsPerCheck"] >= 2
-    assert http.post(ROUTE, json={"handle": HANDLE}).json()["events"] == []     # polling too: no samples
+    samples = http.post(ROUTE, json={"handle": HANDLE}).json()["events"]        # polling too
+    assert [e["follower"]["uniqueId"] for e in samples] == ["coffee.and.cameras"]   # the manifest's sample
     walk(svc)                                                   # the baseline walk: nothing can be lost
     assert receiver.delivered() == []
     gone_user, _ = world[HANDLE].followers[7]
@@ -91,9 +92,29 @@ def test_a_follower_missing_from_two_full_walks_fires_once(live, http, world, du
     ids = Counter(b["id"] for b in receiver.delivered())
     assert lost_ids(receiver) == [gone_user.id, gone_user.id] and len(ids) == 2 and max(ids.values()) == 1
 
-    polled = http.post(ROUTE, json={"handle": HANDLE}).json()["events"]
+    *polled, sample = http.post(ROUTE, json={"handle": HANDLE}).json()["events"]
     assert [e["follower"]["id"] for e in polled] == [gone_user.id, gone_user.id]     # newest first
     assert [e["id"] for e in polled] == [b["id"] for b in reversed(receiver.delivered())]
+    assert sample == samples[0]                                  # the sample stays last, never delivered
+
+
+def test_a_first_polling_call_returns_a_sample_to_map_fields_from(live, http, key, dumpling, receiver):  # noqa: F811
+    svc = live.services
+    manifest = svc.manifests["lost_follower"]
+    balance = svc.keys.balance(key[1]["id"])
+    first = http.post(ROUTE, json={"handle": HANDLE, "checkEveryHours": 12})
+    assert first.status_code == 200, first.text
+    [sample] = first.json()["events"]
+    assert sample["id"].startswith("evt_") and sample["event"] == "lost_follower"
+    assert sample["handle"] == HANDLE and sample["provider"] == "dumpling" and sample["detectedAt"].endswith("Z")
+    assert sample["follower"] == manifest.sample["follower"] and sample["lastSeenAt"] == manifest.sample["lastSeenAt"]
+    assert set(sample) - {"seq"} == set(manifest.sample)          # every field a Zap maps
+    assert svc.keys.balance(key[1]["id"]) == balance - 1           # the first page, read to start the watch
+    again = http.post(ROUTE, json={"handle": HANDLE, "checkEveryHours": 12}, headers={"X-Request-Source": "ZAPIER"})
+    assert [e["id"] for e in again.json()] == [sample["id"]]        # Zapier: a bare array, the same id
+    subscribe(http, receiver)
+    walk(svc, 3)
+    assert receiver.delivered() == []                             # a sample is never delivered
 
 
 def test_credits_per_check_are_charged_to_each_key_per_walk(live, http, key, world, dumpling, receiver):  # noqa: F811

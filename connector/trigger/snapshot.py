@@ -26,6 +26,7 @@ from ..errors import BadRequest
 from .events import dumps, event_id, follower_fields, iso, subject_key
 
 MISSING_WALKS = 2      # full walks a follower must be missing from to be lost
+SAMPLE = "sample"      # the subject of a watch's sample (a real loss's is a follower key and a time)
 HOUR = 3600.0
 
 
@@ -80,6 +81,17 @@ def next_walk(manifest, subs, now: float, silent=()) -> float:
     periods = [check_every(manifest, sub) for sub in subs
                if sub["event"] == manifest.event and sub["status"] not in silent]
     return now + (min(periods) if periods else 24 * HOUR)
+
+
+def sample_event(manifest, watch, now: float) -> dict:
+    """The ``events`` row of a first polling call's sample (never delivered): the manifest's
+    sample about this watch. No follower is lost before two full walks, and Zapier and Make
+    map their fields from a first call's results."""
+    subject = subject_key(manifest.event, SAMPLE)
+    payload = {**manifest.sample, "id": event_id(watch["id"], subject), "handle": watch["handle"],
+               "detectedAt": iso(now), "provider": watch["provider"]}
+    return {"id": payload["id"], "watch_id": watch["id"], "follower_key": subject, "event": manifest.event,
+            "payload": dumps(payload), "detected_at": now, "baseline": True}
 
 
 def snapshot_events(manifest, watch, subs, current: list, pages: int, payers: frozenset, now: float,

@@ -356,7 +356,7 @@ def _poll_subscriber(svc, manifest: Manifest, caller: Caller, sub_id: str, sourc
         conn.execute(subscriptions.update().where(subscriptions.c.id == sub_id).values(
             last_called_at=now, request_source=source, credits_spent=subscriptions.c.credits_spent + spent))
         if manifest.strategy == "snapshot":
-            rows = []    # (no samples: the current followers are not lost ones)
+            rows = [snapshot.sample_event(manifest, watch, now)]   # (the current followers are not lost ones)
         elif manifest.strategy == "threshold":
             # The last multiple the figure passed, as a sample (never delivered).
             rows = [] if not samples else last_passed(manifest, inputs, figure(manifest, samples[0][1]), watch, now)
