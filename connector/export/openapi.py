@@ -129,9 +129,29 @@ def json_content(schema: dict, example=None) -> dict:
     return {"application/json": content}
 
 
+# What a list trigger's subscribers are told when followers arrived faster than anyone can read
+# them (CONTRACT.md section 5).
+GAP_SCHEMA = {"type": "object", "required": ["id", "event", "handle", "trigger", "missedEstimate", "detectedAt"],
+              "description": "Accounts arrived faster than the list can be read: some were lost. Sent once per "
+                             "lost stretch to each subscriber of the watch, beside its own events.",
+              "properties": {"id": {"type": "string"}, "event": {"type": "string", "enum": ["gap_detected"]},
+                             "handle": {"type": "string"},
+                             "trigger": {"type": "string", "description": "The subscription's event."},
+                             "missedEstimate": {"type": "integer", "minimum": 1,
+                                                "description": "About how many accounts could not be read."},
+                             "detectedAt": {"type": "string", "format": "date-time"}}}
+
+
+def _told_gaps(manifest: dict) -> bool:
+    """Whether the trigger's subscribers may be told ``gap_detected`` (a newest-first list)."""
+    return (manifest.get("trigger") or {}).get("strategy") == "newest_first"
+
+
 def polling_operation(manifest: dict) -> dict:
     """A trigger's polling route: newest events first; Zapier gets a bare array."""
     event = {"$ref": f"#/components/schemas/{_event_name(manifest)}"}
+    if _told_gaps(manifest):
+        event = {"oneOf": [event, {"$ref": "#/components/schemas/GapDetected"}]}
     order = manifest["output"].get("order")
     if order:  # the polling route numbers its items so platforms can tell which are new
         event = {"allOf": [event, {"type": "object", "required": [order], "properties": {order: {
@@ -302,6 +322,8 @@ def build(manifests) -> dict:
         else:
             schemas[_event_name(manifest)] = event_schema(manifest)
             paths[manifest["route"]] = {"post": polling_operation(manifest)}
+            if _told_gaps(manifest):
+                schemas["GapDetected"] = GAP_SCHEMA
     hooked = [m for m in manifests.values() if m["kind"] == "trigger" and "hooks" in m]
     if hooked:
         paths.update(hook_operations(hooked))

@@ -25,7 +25,7 @@ from ..records import Page, follower_key
 
 log = logging.getLogger("connector.trigger")
 
-__all__ = ["LoopDetected", "Walk", "walk", "keyed"]
+__all__ = ["LoopDetected", "Walk", "walk", "keyed", "out_of_reach"]
 
 
 class LoopDetected(Exception):
@@ -39,6 +39,9 @@ class Walk:
     pages: int = 0
     cursor: Any = None      # where to continue; None once the frontier or the end was reached
     reason: str = ""        # frontier | end | budget | unpaid
+    depth: int = 0          # accounts read
+    total: int | None = None    # the list's length as its first page told it (None: not told)
+    tail_seen: int = 0      # accounts already seen on the last page read
 
     @property
     def finished(self) -> bool:
@@ -77,10 +80,15 @@ def walk(fetch: Callable[[Any], Page | None], is_seen: Callable[[list[str]], set
             result.reason = "unpaid"
             return result
         result.pages += 1
+        result.depth += len(page.records)
+        if result.total is None:
+            result.total = page.total
         entries = keyed(page.records)
         seen = is_seen([key for key, _ in entries if key not in known]) if entries else set()
+        result.tail_seen = 0
         for key, record in entries:
             if key in seen or key in known:
+                result.tail_seen += 1
                 streak += 1
                 if streak >= run:
                     result.cursor, result.reason = None, "frontier"
@@ -98,3 +106,25 @@ def walk(fetch: Callable[[Any], Page | None], is_seen: Callable[[list[str]], set
             result.cursor, result.reason = None, "end"
             return result
         result.cursor = paginator.cursor
+
+
+def out_of_reach(result: Walk, *, from_top: bool, knows_enough: Callable[[], bool]) -> bool:
+    """Whether what the watch knows has sunk below what the upstream lets anyone read, so
+    the accounts between the end of the readable list and the frontier are lost (a *gap*).
+
+    The walk reached the end of the list without meeting, on its last page, any account
+    the watch has seen. From a gap's cursor that is enough: a gap only exists above known
+    accounts. From the top, the list must also be longer than what was read (``total``),
+    or, where the upstream does not tell its length, the watch must know at least a
+    frontier's run of accounts (``knows_enough``): a small account whose few known
+    followers all left is not a gap.
+    """
+    if result.reason != "end" or result.tail_seen:
+        return False
+    if not from_top:
+        return True
+    if result.depth == 0:        # an empty list: everybody left, nobody arrived unseen
+        return False
+    if result.total is not None:
+        return result.total > result.depth
+    return knows_enough()

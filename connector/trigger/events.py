@@ -20,7 +20,7 @@ FOLLOWER_FIELDS = ("id", "uniqueId", "nickname", "avatarThumb", "signature", "ve
 FOLLOWER_STATS = ("followerCount", "followingCount", "heartCount", "videoCount")
 
 
-GAP = "gap_detected"
+GAP = "gap_detected"      # followers arrived faster than the list can be read: some are lost
 
 
 def subject_key(event: str, key: str) -> str:
@@ -63,6 +63,25 @@ def event_payload(watch_id: str, follower_key: str, record: dict, *, handle: str
         subject: follower_fields(record),
         "detectedAt": iso(time.time() if detected_at is None else detected_at),
         "provider": provider,
+    }
+
+
+def gap_subject(trigger: str, since: float) -> str:
+    """The subject of the gap that opened at ``since`` (unix seconds), told to ``trigger``'s
+    subscribers: one event per lost stretch of the list and trigger."""
+    return f"{GAP}:{trigger}:{since:.3f}"
+
+
+def gap_payload(watch_id: str, subject: str, *, handle: str, trigger: str, missed: int,
+                detected_at: float) -> dict:
+    """A ``gap_detected`` event (CONTRACT.md section 5)."""
+    return {
+        "id": event_id(watch_id, subject),
+        "event": GAP,
+        "handle": handle,
+        "trigger": trigger,
+        "missedEstimate": missed,
+        "detectedAt": iso(detected_at),
     }
 
 

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .billing import Tab, settle
-from .events import dumps, event_payload, follower_fields, passes, subject_key
+from .events import GAP, dumps, event_payload, follower_fields, gap_payload, gap_subject, passes, subject_key
 from .leases import LeaseLost
 from .schedule import Observation, Policy, dump_state, plan, rate_per_day
 from .snapshot import snapshot_events
@@ -46,6 +46,17 @@ class Found:
     record: dict
     payers: frozenset
     since: float | None
+
+
+@dataclass
+class LostGap:
+    """A stretch of the list no one can read any more (CONTRACT.md ``gap_detected``): when
+    its gap opened (``since``, None: below the top), the moment that names it (``opened``),
+    how many accounts it held (an estimate) and the keys that paid the read that found it."""
+    since: float | None
+    opened: float
+    missed: int
+    payers: frozenset
 
 
 _INSERTS: dict = {}
@@ -167,6 +178,26 @@ def _account_events(svc, watch, subs, oldest_first: list[Found], now: float) -> 
     return rows, recipients
 
 
+def _gap_events(svc, watch, subs, lost: LostGap, now: float) -> tuple[list, list]:
+    """One ``gap_detected`` event per trigger subscribed to on the watch, to each of its
+    subscriptions that may receive the read that found the gap, whatever their filters."""
+    by_event: dict[str, list] = {}
+    for sub in subs:
+        manifest = svc.manifests.get(sub["event"])
+        if manifest is not None and manifest.strategy == "newest_first":
+            by_event.setdefault(sub["event"], []).append((sub, []))
+    item = Found("", {}, lost.payers, lost.since)
+    rows, recipients = [], []
+    for trigger, event_subs in by_event.items():
+        subject = gap_subject(trigger, lost.opened)
+        payload = gap_payload(watch["id"], subject, handle=watch["handle"], trigger=trigger, missed=lost.missed,
+                              detected_at=now)
+        rows.append({"id": payload["id"], "watch_id": watch["id"], "follower_key": subject, "event": GAP,
+                     "payload": dumps(payload), "detected_at": now, "baseline": False})
+        recipients.append(_recipients(event_subs, item))
+    return rows, recipients
+
+
 # The statements every poll's commit runs, built once (building and keying a statement per
 # call costs more CPU than running it).
 _CLOSE_POLL = watches.update().where(
@@ -199,7 +230,7 @@ def _keep_read_now(conn, wid: str, subs, started: float, next_poll: float) -> No
 def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: list[Found], *, now: float,
                 pages: int = 0, backlog: bool = False, subscriber: str | None = None,
                 observation: Observation | None = None, counts=None, threshold: tuple | None = None,
-                snapshot: tuple | None = None, next_poll: float | None = None) -> int:
+                snapshot: tuple | None = None, next_poll: float | None = None, lost_gap: LostGap | None = None) -> int:
     """The poll's one transaction; returns how many events were new.
 
     The next poll is the schedule's (:func:`.schedule.plan`) from ``observation``, what
@@ -207,7 +238,8 @@ def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: li
     whose read now was asked while the poll read (:func:`_keep_read_now`).
     Raises :class:`LeaseLost` without the lease. On any failure everything ``tab`` holds
     is refunded before the exception goes on. ``subscriber``: the key a catch-up read was
-    made for (it has no subscription yet, and keeps what it paid).
+    made for (it has no subscription yet, and keeps what it paid). ``lost_gap``: a gap the poll
+    found unreadable, told to the watch's subscribers after the accounts it did read.
     """
     wid, dialect = watch["id"], svc.store.dialect
     schedule = plan(watch.get("schedule_state"), observation, now, Policy.from_settings(svc.settings))
@@ -247,6 +279,9 @@ def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: li
             else:
                 mark_seen(conn, dialect, wid, [item.key for item in oldest_first])
                 rows, recipients = _account_events(svc, watch, subs, oldest_first, now)
+                if lost_gap is not None:
+                    more_rows, more_recipients = _gap_events(svc, watch, subs, lost_gap, now)
+                    rows, recipients = rows + more_rows, recipients + more_recipients
                 inserted = store_events(conn, dialect, rows, now, recipients=recipients, counts=counts)
     except BaseException:
         refunded = tab.refund()

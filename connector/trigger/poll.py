@@ -26,15 +26,15 @@ from ..store.keys import Caller
 from .billing import Tab, load_callers, paying_subscriptions
 from .crypto import decrypt_credentials
 from ..providers.paging import Paginator
-from .detect import LoopDetected, Walk, keyed, walk
+from .detect import LoopDetected, Walk, keyed, out_of_reach, walk
 from .leases import LeaseLost, claim_watch, new_owner, release_watch, renew_lease
-from .outbox import Found, commit_poll
+from .outbox import Found, LostGap, commit_poll
 from .schedule import Observation
 from .tables import seen_followers, subscriptions, watches
 from . import snapshot
 from .outbox import SILENT_STATUSES
 from .threshold import figure
-from .watches import PROFILE, dump_gaps, load_gaps, reader_manifest
+from .watches import PROFILE, dump_gaps, load_gaps, load_mark, missed_estimate, reader_manifest
 
 log = logging.getLogger("connector.trigger")
 
@@ -62,6 +62,9 @@ class PollResult:
         return key_id in self.unpaid and not self.charged.get(key_id)
 
 
+_KNOWN = sa.select(sa.func.count()).select_from(
+    sa.select(seen_followers.c.follower_key).where(seen_followers.c.watch_id == sa.bindparam("wid"))
+    .limit(sa.bindparam("at_least")).subquery())
 _SEEN_PG = "SELECT follower_key FROM seen_followers WHERE watch_id = %s AND follower_key = ANY(%s)"
 _SEEN = sa.select(seen_followers.c.follower_key).where(
     seen_followers.c.watch_id == sa.bindparam("wid"),
@@ -168,13 +171,18 @@ class _Poll:
                 return set(conn.exec_driver_sql(_SEEN_PG, (self.wid, keys)).scalars())
             return set(conn.execute(_SEEN, {"wid": self.wid, "keys": keys}).scalars())
 
+    def knows(self, at_least: int) -> bool:
+        """Whether the watch has seen at least ``at_least`` accounts."""
+        with self.svc.store.connect() as conn:
+            return conn.execute(_KNOWN, {"wid": self.wid, "at_least": at_least}).scalar_one() >= at_least
+
     def commit(self, values: dict, found: list[Found], *, pages: int = 0, backlog: bool = False,
                observation: Observation | None = None, threshold: tuple | None = None,
-               snapshot: tuple | None = None, next_poll: float | None = None) -> int:
+               snapshot: tuple | None = None, next_poll: float | None = None, lost_gap: LostGap | None = None) -> int:
         return commit_poll(self.svc, self.watch, self.owner, self.tab, values, found, now=self.now, pages=pages,
                            backlog=backlog, subscriber=self.subscriber.id if self.subscriber else None,
                            observation=observation, counts=self.events_by, threshold=threshold,
-                           snapshot=snapshot, next_poll=next_poll)
+                           snapshot=snapshot, next_poll=next_poll, lost_gap=lost_gap)
 
     def fail(self, kind: str | None, message: str, status: str, clear_gaps: bool = False) -> PollResult:
         """Record a failed poll. What it read is dropped, so what it charged is refunded."""
@@ -240,8 +248,10 @@ def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
     if manifest.strategy == "snapshot":
         return _poll_snapshot(poll)
     gaps = load_gaps(watch["resume_cursor"])
+    mark = load_mark(watch["resume_cursor"])
     known: set = set()
     run = poll.opts.frontier_run
+    lost_at = None    # (when the lost stretch opened, None: read from the top; the walk that found it)
     try:
         # While a backlog drains (polls back to back), the top was read moments ago: spend the
         # budget on the backlog; the next regular poll reads the top again.
@@ -251,6 +261,9 @@ def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
                                                                known=known)
         walks, remaining = [(top, None)], budget - top.pages     # (walk, when its gap opened)
         new_gaps = [] if top.finished or top.cursor is None else [{"cursor": top.cursor, "since": poll.now}]
+        if subscriber is None and out_of_reach(top, from_top=True, knows_enough=lambda: poll.knows(run)):
+            # The known accounts sank below the readable list: so did every older gap.
+            lost_at, gaps = (None, top), []
         for index, gap in enumerate(gaps):
             # A catch-up read is the subscriber's: the older gaps stay for the regular polls.
             if remaining <= 0 or top.reason == "unpaid" or subscriber is not None:
@@ -263,6 +276,9 @@ def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
             poll.eligible = None
             remaining -= more.pages
             walks.append((more, gap["since"]))
+            if out_of_reach(more, from_top=False, knows_enough=lambda: True):
+                lost_at = (gap["since"], more)   # older gaps lie deeper still: lost with it
+                break
             if not more.finished:
                 new_gaps.append({"cursor": more.cursor, "since": gap["since"]})
     except LeaseLost:
@@ -282,22 +298,42 @@ def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
         release_watch(svc.store, wid, owner)
         return poll.result(watch["status"])
     # Each new follower with the keys that may receive it and when its gap opened, newest first.
-    found, offset = [], 0
+    found, offset, lost_gap = [], 0, None
     for result, since in walks:
         for (key, record), page in zip(result.new, result.new_page):
             found.append(Found(key, record, poll.page_payers[offset + page], since))
         offset += result.pages
+        if lost_at is not None and lost_at[1] is result:
+            lost_gap = LostGap(since=lost_at[0], opened=_opened(lost_at[0], mark, watch, poll.now),
+                        missed=missed_estimate(mark, result.total if result.total is not None else top.total,
+                                               len(found), poll.now, watch["rate_per_day"]),
+                        payers=poll.page_payers[offset - 1])
+    total = next((w.total for w, _ in walks if w.total is not None), None)
+    if lost_gap is not None or (not draining and subscriber is None and top.finished and not new_gaps):
+        mark = {"at": poll.now, "total": total, "read": 0}      # everything readable is read
+    elif mark is not None:
+        mark = {**mark, "read": int(mark.get("read") or 0) + len(found)}
     status = "paused_credits" if pages == 0 and poll.tab.unpaid else ("backlog" if new_gaps else "active")
-    values = {"status": status, "last_error": None, "last_error_kind": None, "resume_cursor": dump_gaps(new_gaps)}
+    values = {"status": status, "last_error": None, "last_error_kind": None,
+              "resume_cursor": dump_gaps(new_gaps, mark)}
     if status == "paused_credits":
         values["last_error"] = NOBODY_PAYS
     observation = poll.observation(found, top, bool(new_gaps)) if pages else None
     try:
         inserted = poll.commit(values, list(reversed(found)), pages=pages, backlog=bool(new_gaps),
-                               observation=observation)
+                               observation=observation, lost_gap=lost_gap)
     except LeaseLost:
         return poll.lost()
     return poll.result(status, new_events=inserted, pages=pages, first_page=poll.first_page)
+
+
+def _opened(since: float | None, mark: dict | None, watch, now: float) -> float:
+    """When a lost stretch of the list opened: its gap's, else when the watch last knew
+    everything above its frontier (its gap event's subject, stable if the poll is redone)."""
+    for when in (since, (mark or {}).get("at"), watch["last_poll_at"]):
+        if when is not None:
+            return float(when)
+    return now
 
 
 def _poll_threshold(poll: _Poll) -> PollResult:

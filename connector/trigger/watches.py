@@ -6,8 +6,9 @@ is a pure function of what it watches, so every process finds the same one; a wa
 followers keeps the id it had before other lists could be watched. It is created by the
 first subscriber, whose credits alone pay the first read: those followers are marked seen
 and stored as ``baseline`` events of the subscriber's trigger (samples, never delivered).
-Unread gaps (``resume_cursor``) are saved as ``{"gaps": [{"cursor", "since"}]}``, ``since``
-being when the gap opened.
+Unread gaps (``resume_cursor``) are saved as ``{"gaps": [{"cursor", "since"}], "mark": …}``,
+``since`` being when the gap opened; ``mark`` is the last time the watch had read everything
+above its frontier (:func:`load_mark`), from which a lost gap's size is estimated.
 """
 
 from __future__ import annotations
@@ -86,8 +87,37 @@ def load_gaps(raw: str | None) -> list[dict]:
     return [{"cursor": cursor, "since": None} for cursor in data]
 
 
-def dump_gaps(gaps: list[dict]) -> str | None:
-    return json.dumps({"gaps": gaps}) if gaps else None
+def load_mark(raw: str | None) -> dict | None:
+    """``{"at", "total", "read"}``: when the watch last knew everything above its frontier,
+    the list's length then (None: the upstream does not tell it) and how many new accounts
+    were read since; None before any such poll."""
+    if not raw:
+        return None
+    data = json.loads(raw)
+    return data.get("mark") if isinstance(data, dict) else None
+
+
+def dump_gaps(gaps: list[dict], mark: dict | None = None) -> str | None:
+    if not gaps and mark is None:
+        return None
+    return json.dumps({"gaps": gaps, **({"mark": mark} if mark is not None else {})})
+
+
+def missed_estimate(mark: dict | None, total: int | None, found: int, now: float,
+                    rate_per_day: float | None) -> int:
+    """How many accounts a lost gap held, at least one: the list's growth since ``mark``
+    less what was read since (unfollows make it an underestimate); where the upstream does
+    not tell the list's length, the arrival rate over the same time instead."""
+    if mark is None:
+        return 1
+    read = int(mark.get("read") or 0) + found
+    if total is not None and mark.get("total") is not None:
+        grown = total - int(mark["total"])
+    elif rate_per_day:
+        grown = round(rate_per_day * max(0.0, now - float(mark["at"])) / 86400)
+    else:
+        return 1
+    return max(1, grown - read)
 
 
 def create_watch(svc, manifest: Manifest, provider_name: str, credentials: str | None, handle: str,
@@ -115,6 +145,8 @@ def create_watch(svc, manifest: Manifest, provider_name: str, credentials: str |
         raise
     now = svc.clock()
     extra = {}
+    if manifest.strategy == "newest_first":   # the baseline knows everything above its frontier
+        extra = {"resume_cursor": dump_gaps([], {"at": now, "total": page.total, "read": 0})}
     if manifest.strategy == "snapshot":
         try:   # refused above the limit, before anything is stored (the read is given back)
             extra = {"state": initial_snapshot(svc.settings, page, cost), "next_poll_at": now}
