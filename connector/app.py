@@ -3,13 +3,16 @@ the error handlers that turn errors into HTTP answers.
 
 gunicorn serves ``connector.app:create_app()``; tests call ``create_app(settings)``.
 Start-up fails fast, with a message naming the file and field, when a manifest is invalid.
+Configured from the environment (the Procfile's gunicorn), a setup mistake is that one
+sentence on stderr and exit code 3, which gunicorn reads as "Worker failed to boot" and
+stops on, never a traceback.
 """
 
 from __future__ import annotations
 
-import logging
-
 import json
+import logging
+import sys
 
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
@@ -19,10 +22,12 @@ from . import metrics, metrics_server
 from .api import actions, errors, hooks, meta, triggers
 from .api.common import REQUEST_SOURCES, IdConverter, JSONProvider, unexpected
 from .api.inflight import InFlight
-from .config import Settings
+from .config import ConfigError, Settings
 from .console import bp as console_bp
 from .errors import ConnectorError, install_log_filter
+from .manifests import ManifestError
 from .services import build_services, instance_path
+from .store.migrate import SchemaError
 from .trigger.hook_secrets import check_at_start
 
 log = logging.getLogger("connector")
@@ -56,7 +61,20 @@ def _request_source() -> str:
     return source if source in REQUEST_SOURCES else "other"
 
 
+BOOT_ERROR = 3    # gunicorn's WORKER_BOOT_ERROR: the arbiter stops instead of forking again
+
+
 def create_app(test_config: Settings | dict | None = None) -> Flask:
+    if test_config is not None:
+        return _create_app(test_config)
+    try:
+        return _create_app(None)
+    except (ConfigError, ManifestError, SchemaError) as exc:
+        print(f"connector: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(BOOT_ERROR) from None
+
+
+def _create_app(test_config: Settings | dict | None) -> Flask:
     app = Flask(__name__, instance_path=str(instance_path()), instance_relative_config=True)
     if isinstance(test_config, Settings):
         settings = test_config

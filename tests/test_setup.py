@@ -217,3 +217,45 @@ def test_the_console_of_a_server_without_worker_says_to_start_one(env):
         assert "Start the worker beside the web service: <code>connector poll</code>" in page
     finally:
         _stop(proc)
+
+
+GUNICORN = [sys.executable, "-m", "gunicorn", "--workers", "1", "--bind", "127.0.0.1:{port}", "connector.app:create_app()"]
+
+
+def _gunicorn(env: dict) -> subprocess.CompletedProcess:
+    """The Procfile's web process (gunicorn on ``create_app()``), until it gives up."""
+    args = [part.replace("{port}", str(free_port())) for part in GUNICORN]
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+
+
+def _hook_row(url: str) -> None:
+    """A database the release has made, holding one webhook subscription."""
+    import sqlalchemy as sa
+    assert run(clean_env(url), "db", "upgrade").returncode == 0
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO watches (id, provider, cred_hash, handle, status, credits_spent, pages_read, next_poll_at, "
+                             "created_at) VALUES ('w_1', 'demo', '', 'brand', 'active', 0, 0, 0, 0)"))
+        conn.execute(sa.text("INSERT INTO subscriptions (id, watch_id, key_id, kind, event, request_source, status, "
+                             "credits_spent, created_at) VALUES ('hook_1', 'w_1', 'key_1', 'hook', 'new_follower', "
+                             "'API', 'active', 0, 0)"))
+    engine.dispose()
+
+
+@pytest.mark.parametrize("mistake", ["a setting", "hooks without CONNECTOR_SECRET_KEY", "an unreachable database"])
+def test_the_procfile_web_process_says_a_setup_mistake_in_one_line(tmp_path, mistake):
+    url = f"sqlite:///{tmp_path / 'connector.db'}"
+    if mistake == "a setting":
+        env, expected = clean_env(url, CONNECTOR_POLL_INTERVAL="five"), "CONNECTOR_POLL_INTERVAL"
+    elif mistake == "an unreachable database":
+        url = f"postgresql+psycopg://app:{PASSWORD}@127.0.0.1:{free_port()}/connector"
+        env, expected = clean_env(url), "Cannot reach"
+    else:
+        _hook_row(url)
+        env, expected = clean_env(url), "set CONNECTOR_SECRET_KEY"
+    done = _gunicorn(env)
+    assert done.returncode != 0
+    assert "Worker failed to boot" in done.stderr                 # gunicorn stops instead of forking again
+    ours = [line for line in done.stderr.splitlines() if line.startswith("connector: ")]
+    assert len(ours) == 1 and expected in ours[0], done.stderr
+    assert "Traceback" not in done.stderr and PASSWORD not in done.stderr
