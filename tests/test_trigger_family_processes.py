@@ -230,7 +230,7 @@ def test_lost_follower_after_two_walks_once_through_kills_never_after_one(
     world = FakeWorld(seed=23)
     world.add_account("quitter", followers=150)                      # a full walk is 5 pages
     lost = receivers()
-    with FakeDumpling(world, latency=0.15) as fake:
+    with FakeDumpling(world, latency=0.2) as fake:
         live = serve(trigger_settings(fake, database_url))
         svc = live.services
         raw, _ = svc.keys.create(name="e2e", credits=10_000)
