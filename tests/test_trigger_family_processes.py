@@ -1,4 +1,4 @@
-"""New Following (with a filter), Follower Milestone and Lost Follower end to end with real
+"""New Following (with a filter), Follower Milestone, Lost Follower and a gap end to end with real
 processes: the service on loopback creates the hooks, ``connector poll`` runs as a subprocess
 against the fake Dumpling, is killed with SIGKILL in the middle of a poll and started again,
 and receivers collect the signed deliveries. SQLite and PostgreSQL.
@@ -264,3 +264,42 @@ def test_lost_follower_after_two_walks_once_through_kills_never_after_one(
             assert conn.execute(sa.select(sa.func.count()).select_from(events)
                                 .where(events.c.event == "lost_follower")).scalar_one() == 1
         all_delivered(svc)
+
+
+def test_a_gap_is_told_once_to_each_subscriber_through_a_kill(database_url, serve, receivers, workers, tmp_path):
+    world = FakeWorld(seed=23, depth_cap=150)                        # the list reads 150 deep, 5 pages
+    world.add_account("surge", followers=40)
+    everyone, picky = receivers(), receivers()
+    with FakeDumpling(world, latency=0.2) as fake:
+        live = serve(trigger_settings(fake, database_url))
+        svc = live.services
+        raw, _ = svc.keys.create(name="e2e")
+        with live.client(raw) as http:
+            all_hook = hook(http, "new_follower", "surge", everyone)
+            picky_hook = hook(http, "new_follower", "surge", picky, minFollowerCount=10**9)
+        burst = world.add_followers("surge", 400)                     # 250 of them sink below the cap
+        crew = workers(fake, database_url, tmp_path)
+        worker = crew.start()
+        worker = kill_mid_poll(svc, fake, crew, worker, "followers", 3)
+
+        def told(r: Receiver, created: dict) -> tuple[list, list]:
+            bodies = [verify(created["secret"], req.headers, req.body) for req in r.requests if 200 <= req.status < 300]
+            ids = Counter(body["id"] for body in bodies)
+            assert not ids or max(ids.values()) == 1, ids.most_common(3)
+            return ([b for b in bodies if b["event"] == "new_follower"],
+                    [b for b in bodies if b["event"] == "gap_detected"])
+        followers, gaps = told(everyone, all_hook)
+        assert {b["follower"]["id"] for b in followers} == {u.id for u in burst[:150]}
+        assert [(g["trigger"], g["handle"], g["missedEstimate"]) for g in gaps] == [("new_follower", "surge", 250)]
+        assert told(picky, picky_hook) == ([], gaps)                 # the same event, whatever the filter
+
+        after = world.add_followers("surge", 6)                       # detection goes on from the top
+        poll_now(svc, crew, worker)
+        followers, gaps_now = told(everyone, all_hook)
+        assert {b["follower"]["id"] for b in followers} == {u.id for u in burst[:150] + after}
+        assert gaps_now == gaps and crew.kills == 1
+        crew.stop(worker)
+        all_delivered(svc)
+        with svc.store.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(events)
+                                .where(events.c.event == "gap_detected")).scalar_one() == 1
