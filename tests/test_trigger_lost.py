@@ -238,3 +238,68 @@ def test_a_read_now_asked_during_a_poll_is_not_lost_to_its_commit(live, http, wo
     before = pages(dumpling)
     poll_due_watches(svc)                                        # then the schedule again: a week
     assert pages(dumpling) == before
+
+
+def test_a_walk_inside_polling_requests_reads_the_request_budget_and_goes_on(serve, dumpling, database_url,  # noqa: F811
+                                                                              world):  # noqa: F811
+    clock = ManualClock()
+    live = serve(trigger_settings(dumpling, database_url, clock=clock, worker={"request_page_budget": 1}))
+    svc = live.services
+    raw, row = svc.keys.create(name="zap", credits=1_000)
+    assert len(world[HANDLE].followers) == 75                    # three pages of 30: three requests a walk
+    read = []
+
+    def call() -> list[dict]:
+        before = pages(dumpling)
+        r = http.post(ROUTE, json={"handle": HANDLE}, headers={"X-Request-Source": "ZAPIER"})
+        assert r.status_code == 200, r.text
+        read.append(pages(dumpling) - before)
+        return [e for e in r.json() if e["follower"]["uniqueId"] != "coffee.and.cameras"]   # (the sample)
+
+    def day() -> list[dict]:                                     # a day later, Zapier polls every few minutes
+        clock.advance(24 * 3600 + 60)
+        return [call() for _ in range(4)][-1]
+
+    with live.client(raw) as http:
+        call()                                                   # starts the watch: its first page
+        assert [call() for _ in range(4)] == [[]] * 4             # the baseline walk, a page a request
+        assert read == [1, 1, 1, 1, 0]                            # then the watch waits for its schedule
+        gone_user, _ = world[HANDLE].followers[40]                # on the second page
+        world.unfollow(HANDLE, gone_user.id)
+        assert day() == [] and read[-4:] == [1, 1, 1, 0]          # missing from one full walk: not enough
+        clock.advance(24 * 3600 + 60)
+        call()
+        world.add_followers(HANDLE, 31)                          # the list grows while it is walked
+        assert call() == []                                      # (not complete yet: nothing compared)
+        lost = [call() for _ in range(2)][-1]
+        assert [e["follower"]["id"] for e in lost] == [gone_user.id]   # two full walks: lost, once
+        assert [e["follower"]["id"] for e in day()] == [gone_user.id]
+    assert max(read) == 1                                        # never more than the budget in a request
+    assert svc.keys.balance(row["id"]) == 1_000 - sum(read)       # each page read charged once
+
+
+def test_a_key_that_subscribes_during_a_walk_pays_from_the_next_one(serve, dumpling, database_url, world,  # noqa: F811
+                                                                     receiver):  # noqa: F811
+    live = serve(trigger_settings(dumpling, database_url, worker={"page_budget": 1}))
+    svc = live.services
+    (raw1, row1), (raw2, row2) = svc.keys.create(name="first", credits=1_000), svc.keys.create(name="second",
+                                                                                                credits=1_000)
+    with live.client(raw1) as http:
+        hook = subscribe(http, receiver)
+    per_check = hook["creditsPerCheck"]
+    assert per_check == 3
+    assert poll_due_watches(svc).pages == 1                      # a worker poll reads its budget: one page
+    with live.client(raw2) as http:
+        subscribe(http, receiver)
+    assert [poll_due_watches(svc).pages for _ in range(3)] == [1, 1, 0]   # the walk goes on, then waits
+    assert svc.keys.balance(row1["id"]) == 1_000 - 1 - per_check          # the first page, then the walk
+    assert svc.keys.balance(row2["id"]) == 1_000                          # nothing of a walk it joined late
+    gone_user, _ = world[HANDLE].followers[0]
+    world.unfollow(HANDLE, gone_user.id)
+    for _ in range(2):                                          # two full walks, three passes each
+        make_due(svc)
+        assert [poll_due_watches(svc).pages for _ in range(3)] == [1, 1, 1]
+    deliver_due_webhooks(svc)
+    assert lost_ids(receiver) == [gone_user.id] * 2              # once to each hook
+    assert svc.keys.balance(row1["id"]) == 1_000 - 1 - 3 * per_check
+    assert svc.keys.balance(row2["id"]) == 1_000 - 2 * per_check

@@ -271,7 +271,7 @@ def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: li
                     conn.execute(subscriptions.update().where(subscriptions.c.id == sub_id).values(state=state))
                 inserted = store_events(conn, dialect, rows, now, recipients=recipients, counts=counts,
                                         existing_too=True)
-            elif snapshot is not None:   # (its manifest, the full walk, its pages, the keys that paid it all)
+            elif snapshot is not None:   # (its manifest, what the poll read of a walk: snapshot.Walked)
                 rows, recipients, state = snapshot_events(snapshot[0], watch, subs, *snapshot[1:], now,
                                                           SILENT_STATUSES)
                 conn.execute(watches.update().where(watches.c.id == wid).values(state=state))

@@ -246,7 +246,7 @@ def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
     if manifest.strategy == "threshold":
         return _poll_threshold(poll)
     if manifest.strategy == "snapshot":
-        return _poll_snapshot(poll)
+        return _poll_snapshot(poll, budget)
     gaps = load_gaps(watch["resume_cursor"])
     mark = load_mark(watch["resume_cursor"])
     known: set = set()
@@ -367,25 +367,36 @@ def _poll_threshold(poll: _Poll) -> PollResult:
     return poll.result("active", new_events=inserted, pages=1, first_page=poll.first_page)
 
 
-def _poll_snapshot(poll: _Poll) -> PollResult:
-    """One full walk of the list (:mod:`.snapshot`), every page paid by each paying key, then
-    compared with the last one in the commit. A walk cut short compares nothing."""
+def _poll_snapshot(poll: _Poll, budget: int) -> PollResult:
+    """Up to ``budget`` pages of a full walk of the list (:mod:`.snapshot`), every page paid by
+    each key paying the walk; the walk goes on at the next poll (the watch stays due) until it
+    is complete, then the commit compares it with the last one."""
     svc, watch, manifest = poll.svc, poll.watch, poll.manifest
     if poll.subscriber is not None:
         # A new subscriber of an existing snapshot watch shares its next full walk; no read now.
         release_watch(svc.store, poll.wid, poll.owner)
         return poll.result(watch["status"])
     state = snapshot.load(watch["state"])
+    so_far = snapshot.walk_under_way(state, watch)
     guard = snapshot.pages_for(svc.settings.lost_follower_max, state.get("pageSize") or 1) + 2
     next_poll = snapshot.next_walk(manifest, poll.subs, poll.now, SILENT_STATUSES)
     current: list = []
-    paginator = Paginator(None)
+    cursors = list(so_far["cursors"]) if so_far else []
+    # A walk under way is paid by the keys that paid all of it: a key that came later would pay
+    # pages whose walk it cannot receive.
+    poll.eligible = frozenset(so_far["payers"]) if so_far else None
+    paginator = Paginator(cursors[-1] if cursors else None)
+    done = False
     try:
-        while True:
-            if len(poll.page_payers) >= guard:
+        while len(poll.page_payers) < budget:
+            if (so_far["pages"] if so_far else 0) + len(poll.page_payers) >= guard:
                 total = max(len(current), state.get("total") or 0)
                 raise snapshot.too_many(svc.settings, total)
             page = poll.fetch(paginator.cursor)
+            if page is None and so_far is not None and not poll.page_payers:
+                # Nobody who paid the walk under way can go on: a new walk, for whoever pays now.
+                so_far, cursors, poll.eligible, paginator = None, [], None, Paginator(None)
+                page = poll.fetch(None)
             if page is None:      # nobody can pay the rest: the walk is not full, nothing is compared
                 poll.tab.refund()
                 try:
@@ -400,7 +411,11 @@ def _poll_snapshot(poll: _Poll) -> PollResult:
             except UpstreamError as exc:
                 raise LoopDetected(exc.detail) from None
             if paginator.done or not page.records:
+                done = True
                 break
+            if str(paginator.cursor) in map(str, cursors):     # (a loop across polls)
+                raise LoopDetected(f"cursor {str(paginator.cursor)[:60]!r} came back")
+            cursors.append(paginator.cursor)
     except LeaseLost:
         return poll.lost()
     except UpstreamError as exc:
@@ -415,10 +430,11 @@ def _poll_snapshot(poll: _Poll) -> PollResult:
         raise
     pages = len(poll.page_payers)
     payers = frozenset.intersection(*poll.page_payers) if poll.page_payers else frozenset()
+    walked = snapshot.Walked(current, pages, payers, None if done else cursors, so_far)
     values = {"status": "active", "last_error": None, "last_error_kind": None}
     try:
-        inserted = poll.commit(values, [], pages=pages, snapshot=(manifest, current, pages, payers),
-                               next_poll=next_poll)
+        inserted = poll.commit(values, [], pages=pages, snapshot=(manifest, walked),
+                               next_poll=next_poll if done else poll.now)
     except LeaseLost:
         return poll.lost()
     return poll.result("active", new_events=inserted, pages=pages, first_page=poll.first_page)

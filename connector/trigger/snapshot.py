@@ -3,13 +3,18 @@
 A read is a *full walk*: every page of the list, paid page by page by each paying key (so a
 walk costs each key ``creditsPerCheck``, the pages of one walk at the current count), on the
 watch's own schedule (the smallest ``checkEveryHours`` of its subscriptions), or at the next
-pass after ``POST /hooks/<id>/poll``. A walk cut short (an error, nobody paying) compares
-nothing: only full walks count.
+pass after ``POST /hooks/<id>/poll``. A poll reads at most its page budget (a polling
+request's is small: Zapier waits 30 s), so a walk may take several polls: the watch stays due
+until it is complete, and only the keys that paid every page of it receive what it finds.
+A walk cut short (an error, nobody paying) compares nothing: only full walks count.
 
 The watch's state (``watches.state``) is the last full walk: each follower's fields as last
-seen, when it was last seen, and in how many full walks since it has been missing::
+seen, when it was last seen, and in how many full walks since it has been missing; and the
+walk under way, if any (the cursors read so far, the last one where it goes on, its pages,
+the followers' keys it saw, the keys that paid all of it)::
 
-    {"total", "pageSize", "perCheck", "walks", "followers": {key: [fields, lastSeenAt, misses]}}
+    {"total", "pageSize", "perCheck", "walks", "followers": {key: [fields, lastSeenAt, misses]},
+     "walk": {"cursors", "pages", "seen", "payers"}}
 
 A follower missing from two full walks in a row fires once and leaves the state; one missing
 walk is not enough (a follower back in the next walk starts from zero again). The first full
@@ -21,6 +26,7 @@ event. An account above ``CONNECTOR_LOST_FOLLOWER_MAX`` followers is refused at 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 from ..errors import BadRequest
 from .events import dumps, event_id, follower_fields, iso, subject_key
@@ -94,28 +100,53 @@ def sample_event(manifest, watch, now: float) -> dict:
             "payload": dumps(payload), "detected_at": now, "baseline": True}
 
 
-def snapshot_events(manifest, watch, subs, current: list, pages: int, payers: frozenset, now: float,
-                    silent=()):
-    """Compare a full walk (``current``, ``[(key, record)]``) with the stored one. Returns
-    the lost followers' events (oldest loss first), their recipients ``[(hook_ids,
-    poll_ids)]`` and the watch's new state."""
+@dataclass
+class Walked:
+    """What one poll read of a walk: its records ``[(key, record)]``, its pages, the keys that
+    paid every one of them, the cursors of the walk so far when it goes on at the next poll
+    (None: the walk is complete), and the walk it continued (None: it started one)."""
+    read: list
+    pages: int
+    payers: frozenset
+    cursors: list | None = None
+    so_far: dict | None = None
+
+
+def walk_under_way(state: dict, watch) -> dict | None:
+    """The walk a poll continues: the one saved by the watch's last poll, unless that poll
+    failed or nobody could pay it (a walk cut short is dropped; the next one starts over)."""
+    return state.get("walk") if watch["last_error"] is None else None
+
+
+def snapshot_events(manifest, watch, subs, walked: Walked, now: float, silent=()):
+    """Add what a poll read to the walk under way; once the walk is complete, compare it with
+    the stored one. Returns the lost followers' events (oldest loss first), their recipients
+    ``[(hook_ids, poll_ids)]`` and the watch's new state."""
     state = load(watch.get("state"))
-    seen = dict(current)
-    kept, lost = {}, []
-    for key, (fields, at, misses) in state["followers"].items():
+    state.pop("walk", None)
+    so_far = walked.so_far or {"cursors": [], "pages": 0, "seen": [], "payers": None}
+    followers = state["followers"]
+    for key, record in walked.read:     # seen: not missing, even if this walk is never finished
+        followers[key] = [follower_fields(record), now, 0]
+    seen = so_far["seen"] + [key for key, _ in walked.read]
+    payers = walked.payers if so_far["payers"] is None else walked.payers & frozenset(so_far["payers"])
+    pages = so_far["pages"] + walked.pages
+    if walked.cursors is not None:
+        state["walk"] = {"cursors": walked.cursors, "pages": pages, "seen": seen, "payers": sorted(payers)}
+        return [], [], json.dumps(state, separators=(",", ":"))
+    seen, lost = set(seen), []
+    for key, (fields, at, misses) in list(followers.items()):
         if key in seen:
             continue
-        misses += 1
-        if misses >= MISSING_WALKS:
+        if misses + 1 >= MISSING_WALKS:
             lost.append((key, fields, at))
+            del followers[key]
         else:
-            kept[key] = [fields, at, misses]
-    for key, record in current:
-        kept[key] = [follower_fields(record), now, 0]
-    total = len(current)
+            followers[key][2] = misses + 1
+    total = len(seen)
     size = state.get("pageSize") or max(1, -(-total // max(1, pages)))
     new_state = {"total": total, "pageSize": size, "perCheck": pages_for(total, size) * manifest.cost,
-                 "walks": state["walks"] + 1, "followers": kept}
+                 "walks": state["walks"] + 1, "followers": followers}
     targets = ([], [])
     for sub in subs:
         if sub["event"] == manifest.event and sub["key_id"] in payers and sub["status"] not in silent:
