@@ -151,6 +151,8 @@ def test_filters_apply_per_subscription_on_one_read(live, http, world, dumpling,
     ({"event": "new_following", "verifiedOnly": "yes"}, "'verifiedOnly' must be true or false"),
     ({"event": "new_following", "limit": 5}, "Unknown field 'limit'"),
     ({"event": ["new_follower"]}, "'event' must be one of: follower_milestone, lost_follower, new_follower, new_following"),
+    ({"event": "gap_detected"}, "gap_detected is not subscribed to on its own: every hook of new_follower, "
+                                "new_following receives it."),
 ])
 def test_bad_trigger_inputs_are_4xx_naming_the_field(live, http, receiver, body, fragment):  # noqa: F811
     r = http.post(HOOKS, json={"handle": HANDLE, "targetUrl": receiver.url, **body})

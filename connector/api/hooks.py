@@ -9,6 +9,7 @@ from flask import Blueprint, jsonify
 from ..errors import BadRequest, UpstreamError, worded
 from ..manifests import Manifest
 from ..trigger import subscriptions
+from ..trigger.events import GAP
 from ..trigger.hook_secrets import ROTATION_OVERLAP, check_new_secret
 from ..trigger.targets import EXAMPLE, check_target_url
 from ..trigger.watches import trigger_manifests
@@ -42,6 +43,7 @@ def _shown(view: dict) -> dict:
 def register(app, manifests: dict[str, Manifest]) -> None:
     triggers = {event: m for event, m in trigger_manifests(manifests).items() if m.data.get("hooks")}
     allowed_events = sorted(triggers)
+    told_gaps = sorted(e for e, m in triggers.items() if m.strategy == "newest_first")   # (hooks told of gaps)
     routes = sorted({m.hooks["route"] for m in triggers.values()})
     if not routes:
         return
@@ -57,6 +59,9 @@ def register(app, manifests: dict[str, Manifest]) -> None:
                                                      f'"targetUrl": "{EXAMPLE}"}}')
         event = body.get("event")
         if not isinstance(event, str) or event not in allowed_events:
+            if event == GAP and told_gaps:   # (not a subscription of its own: CONTRACT.md section 5)
+                raise BadRequest(f"'event' must be one of: {', '.join(allowed_events)}; {GAP} is not subscribed "
+                                 f"to on its own: every hook of {', '.join(told_gaps)} receives it.")
             raise BadRequest(f"'event' must be one of: {', '.join(allowed_events)}.")
         manifest = triggers[event]
         own = [spec["key"] for spec in manifest.subscription_inputs]
