@@ -187,7 +187,10 @@ def test_a_crash_after_the_posts_and_before_their_outcomes_commit_sends_them_aga
     first = [r.headers["webhook-id"] for r in env.receiver.requests]
     assert first and set(first) <= expected_ids(env, new)     # POSTed before the crash ...
     deliver_due_webhooks(env.svc)
-    assert len(env.receiver.requests) == len(first)            # ... and all five stay claimed until their lease ends
+    # ... and stay claimed until their lease ends: none is sent again yet. (A row the crashed pass
+    # had not claimed yet, its capacity being full, may go out now, once.)
+    between = [r.headers["webhook-id"] for r in env.receiver.requests[len(first):]]
+    assert not set(between) & set(first) and len(between) == len(set(between))
     later = env.svc.clock() + delivery_lease(env.svc.settings) + 1
     env.svc.clock = lambda: later
     deliver_due_webhooks(env.svc)
