@@ -67,7 +67,7 @@ def test_a_trigger_gap_stored_by_one_worker_is_read_by_another_without_repeats(w
         first, second = (TikTokResearchProvider.from_settings(settings) for _ in range(2))
         top = walk(lambda cursor: first.list_followers("alice", cursor=cursor, count=40), lambda keys: set(),
                    max_pages=2)
-        gap = json.loads(json.dumps([{"cursor": top.cursor}]))  # how a watch keeps it (resume_cursor)
+        gap = json.loads(json.dumps([{"cursor": top.cursor}]))  # how a watch keeps it (list_state)
         rest = walk(lambda cursor: second.list_followers("alice", cursor=cursor, count=40), lambda keys: set(),
                     start=gap[0]["cursor"], max_pages=100)
         first.close()

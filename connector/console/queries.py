@@ -93,7 +93,7 @@ def watches_query(filters: Filters):
     """The watches of a page, next poll first (``ix_watches_due``); without OFFSET/LIMIT."""
     return (sa.select(watches.c.id, watches.c.handle, watches.c.operation, watches.c.provider, watches.c.status,
                       watches.c.last_poll_at, watches.c.next_poll_at, watches.c.last_error,
-                      watches.c.resume_cursor, watches.c.pages_read, watches.c.credits_spent,
+                      watches.c.list_state, watches.c.pages_read, watches.c.credits_spent,
                       watches.c.lease_owner, watches.c.lease_expires_at, watches.c.poll_interval,
                       watches.c.rate_per_day)
             .where(*_watch_filters(filters)).order_by(watches.c.next_poll_at, watches.c.id))
@@ -112,7 +112,7 @@ def watch_page(conn, filters: Filters, number: int = 1, size: int = PAGE_SIZE) -
                 .group_by(subscriptions.c.watch_id, subscriptions.c.kind)):
             counts.setdefault(wid, {})[kind] = n
     for row in rows:
-        row["gaps"] = _gaps(row.pop("resume_cursor"))
+        row["gaps"] = _gaps(row.pop("list_state"))
         row["hooks"] = counts.get(row["id"], {}).get("hook", 0)
         row["polls"] = counts.get(row["id"], {}).get("poll", 0)
     return _page(number, total, rows, size)
@@ -130,7 +130,7 @@ def watch_detail(conn, wid: str) -> dict | None:
     if row is None:
         return None
     watch = {k: v for k, v in row.items() if k != "credentials_enc"}
-    watch["gaps"] = _gaps(watch.pop("resume_cursor"))
+    watch["gaps"] = _gaps(watch.pop("list_state"))
     watch["seen"] = conn.execute(sa.select(sa.func.count()).select_from(seen_followers)
                                  .where(seen_followers.c.watch_id == watch["id"])).scalar_one()
     watch["subscriptions"] = [dict(r) for r in conn.execute(

@@ -33,7 +33,7 @@ from .tables import deliveries, events, inbox, seen_followers, subscriptions, wa
 log = logging.getLogger("connector.trigger")
 
 # The watch's columns a poll's commit sets: to the poll's ``values``, else as they were.
-_KEPT = ("status", "last_error", "last_error_kind", "resume_cursor")
+_KEPT = ("status", "last_error", "last_error_kind", "list_state")
 # Subscriptions that receive nothing, whatever was paid: their owner paused them, or they failed for days.
 SILENT_STATUSES = ("disabled", "paused")
 
@@ -206,7 +206,7 @@ _CLOSE_POLL = watches.update().where(
     lease_expires_at=None, credits_spent=watches.c.credits_spent + sa.bindparam("spent"),
     pages_read=watches.c.pages_read + sa.bindparam("pages"), status=sa.bindparam("status"),
     last_error=sa.bindparam("last_error"), last_error_kind=sa.bindparam("last_error_kind"),
-    resume_cursor=sa.bindparam("resume_cursor"), poll_interval=sa.bindparam("interval"),
+    list_state=sa.bindparam("list_state"), poll_interval=sa.bindparam("interval"),
     rate_per_day=sa.bindparam("rate"), schedule_state=sa.bindparam("schedule"))
 _SUBSCRIPTIONS = (sa.select(subscriptions).where(subscriptions.c.watch_id == sa.bindparam("wid"))
                   .order_by(subscriptions.c.created_at, subscriptions.c.id))

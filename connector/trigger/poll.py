@@ -189,7 +189,7 @@ class _Poll:
         self.tab.refund()
         values = {"status": status, "last_error": message, "last_error_kind": kind}
         if clear_gaps:
-            values["resume_cursor"] = None
+            values["list_state"] = dump_gaps([], load_mark(self.watch["list_state"]))
         try:
             self.commit(values, [])
         except LeaseLost:
@@ -247,8 +247,8 @@ def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
         return _poll_threshold(poll)
     if manifest.strategy == "snapshot":
         return _poll_snapshot(poll, budget)
-    gaps = load_gaps(watch["resume_cursor"])
-    mark = load_mark(watch["resume_cursor"])
+    gaps = load_gaps(watch["list_state"])
+    mark = load_mark(watch["list_state"])
     known: set = set()
     run = poll.opts.frontier_run
     lost_at = None    # (when the lost stretch opened, None: read from the top; the walk that found it)
@@ -315,7 +315,7 @@ def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
         mark = {**mark, "read": int(mark.get("read") or 0) + len(found)}
     status = "paused_credits" if pages == 0 and poll.tab.unpaid else ("backlog" if new_gaps else "active")
     values = {"status": status, "last_error": None, "last_error_kind": None,
-              "resume_cursor": dump_gaps(new_gaps, mark)}
+              "list_state": dump_gaps(new_gaps, mark)}
     if status == "paused_credits":
         values["last_error"] = NOBODY_PAYS
     observation = poll.observation(found, top, bool(new_gaps)) if pages else None

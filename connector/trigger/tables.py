@@ -35,7 +35,7 @@ watches = sa.Table(
     sa.Column("next_poll_at", sa.Float, nullable=False),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("last_error_kind", sa.String(32), nullable=True),
-    sa.Column("resume_cursor", sa.Text, nullable=True),           # JSON: where unread gaps continue, see load_gaps
+    sa.Column("list_state", sa.Text, nullable=True),              # JSON: unread gaps and the mark, see load_gaps
     sa.Column("lease_owner", sa.String(80), nullable=True),
     sa.Column("lease_expires_at", sa.Float, nullable=True),
     sa.Column("credits_spent", sa.BigInteger, nullable=False, default=0),

@@ -6,7 +6,7 @@ is a pure function of what it watches, so every process finds the same one; a wa
 followers keeps the id it had before other lists could be watched. It is created by the
 first subscriber, whose credits alone pay the first read: those followers are marked seen
 and stored as ``baseline`` events of the subscriber's trigger (samples, never delivered).
-Unread gaps (``resume_cursor``) are saved as ``{"gaps": [{"cursor", "since"}], "mark": …}``,
+Unread gaps (``list_state``) are saved as ``{"gaps": [{"cursor", "since"}], "mark": …}``,
 ``since`` being when the gap opened; ``mark`` is the last time the watch had read everything
 above its frontier (:func:`load_mark`), from which a lost gap's size is estimated.
 """
@@ -146,7 +146,7 @@ def create_watch(svc, manifest: Manifest, provider_name: str, credentials: str |
     now = svc.clock()
     extra = {}
     if manifest.strategy == "newest_first":   # the baseline knows everything above its frontier
-        extra = {"resume_cursor": dump_gaps([], {"at": now, "total": page.total, "read": 0})}
+        extra = {"list_state": dump_gaps([], {"at": now, "total": page.total, "read": 0})}
     if manifest.strategy == "snapshot":
         try:   # refused above the limit, before anything is stored (the read is given back)
             extra = {"state": initial_snapshot(svc.settings, page, cost), "next_poll_at": now}
