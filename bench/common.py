@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.processes import stop
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # The Procfile's web settings (WEB_CONCURRENCY=2, WEB_THREADS=8, gthread).
@@ -49,12 +51,7 @@ def process(args: list[str], env: dict | None = None, port: int | None = None, q
             wait_for_port(port)
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 15)
 
 
 # The Procfile's web settings: its config module (for the connector) and these flags.

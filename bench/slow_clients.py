@@ -32,6 +32,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.processes import stop
+
 from .common import free_port, percentile, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,12 +161,7 @@ def run_nginx(upstream_port: int):
                         raise
             yield Front(https_port, http_port, cert, prefix, proc.pid)
         finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc, 10)
             proc.stderr.close()
 
 
@@ -189,12 +186,7 @@ def run_web(port: int, env: dict[str, str], log: Path):
                 time.sleep(0.2)
             yield proc
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc, 30)
 
 
 # -- slow clients ------------------------------------------------------------------------------

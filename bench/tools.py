@@ -39,6 +39,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.processes import stop
+
 from .common import free_port, wait_for_port
 
 NGINX = "/usr/sbin/nginx"
@@ -170,12 +172,7 @@ def nginx(server: str, *, http: str = "", files: dict[str, bytes | str] | None =
             yield Nginx(port=port, prefix=prefix, pid=proc.pid)
         finally:
             if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop(proc, 10)
             proc.stderr.close()
 
 

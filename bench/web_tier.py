@@ -30,7 +30,7 @@ import httpx
 import sqlalchemy as sa
 
 from tests.fakes import FakeDumpling, FakeSocialFetch, FakeWorld
-from tests.processes import clean_env, free_port
+from tests.processes import clean_env, free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 PG = os.environ.get("BENCH_DATABASE_URL") or os.environ.get("CONNECTOR_TEST_DATABASE_URL")
@@ -51,15 +51,6 @@ def listening(port: int, proc: subprocess.Popen) -> None:
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"port {port} did not listen within 60 s")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def pg_url() -> str:
@@ -96,7 +87,7 @@ def fork(code: str, starts: int) -> list[tuple[int, int]]:
             with ThreadPoolExecutor(32) as pool:
                 codes = list(pool.map(first, range(32)))
         finally:
-            stop(proc)
+            stop(proc, 30)
         per_start.append((sum(500 <= c < 999 for c in codes), codes.count(999)))
     return per_start
 
@@ -146,7 +137,7 @@ def in_flight(code: str) -> str:
                 for future in futures:
                     future.result()
         finally:
-            stop(proc)
+            stop(proc, 30)
     ms = lambda s: f"{s * 1000:.0f} ms"   # noqa: E731
     return (f"| {19 - alone_fails}/19 ok, p50 {ms(statistics.median(alone))}, max {ms(max(alone))} "
             f"| {19 - fails}/19 ok, p50 {ms(statistics.median(beside))}, max {ms(max(beside))} "

@@ -28,6 +28,16 @@ def run(env: dict, *args: str, timeout: float = 60) -> subprocess.CompletedProce
     return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def stop(proc: subprocess.Popen, grace: float = 15) -> None:
+    """SIGTERM, then SIGKILL if ``proc`` has not exited within ``grace`` seconds; reaped either way."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

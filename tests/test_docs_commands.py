@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import clean_env, free_port, wait_up
+from tests.processes import clean_env, free_port, stop, wait_up
 
 ROOT = Path(__file__).resolve().parent.parent
 GUIDES = ("README.md", "docs/providers.md", "docs/deployment.md", "docs/zapier.md", "docs/make.md",
@@ -147,12 +147,7 @@ class Reader:
 
     def stop(self) -> None:
         for _, proc, _ in self.background:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc, 10)
 
 
 @pytest.fixture(scope="module")
