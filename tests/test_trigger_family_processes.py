@@ -1,4 +1,4 @@
-"""New Following (with a filter), Follower Milestone, Lost Follower and a gap end to end with real
+"""New Following (with filters), Follower Milestone, Lost Follower and a gap end to end with real
 processes: the service on loopback creates the hooks, ``connector poll`` runs as a subprocess
 against the fake Dumpling, is killed with SIGKILL in the middle of a poll and started again,
 and receivers collect the signed deliveries. SQLite and PostgreSQL.
@@ -148,8 +148,9 @@ def test_new_following_exactly_once_through_a_kill_filters_and_refollows(
     world.add_account("walker", following=25)
     for n, (user, _) in enumerate(world["walker"].following):
         user.follower_count = 5000 if n % 2 else 10                  # there at subscribe time: never fires
+        user.verified = n % 3 == 0
     existing = {user.id for user, _ in world["walker"].following}
-    everyone, popular = receivers(), receivers()
+    everyone, popular, blue = receivers(), receivers(), receivers()
     with FakeDumpling(world, latency=0.15) as fake:
         live = serve(trigger_settings(fake, database_url))
         svc = live.services
@@ -157,9 +158,11 @@ def test_new_following_exactly_once_through_a_kill_filters_and_refollows(
         with live.client(raw) as http:
             all_hook = hook(http, "new_following", "walker", everyone)
             min_hook = hook(http, "new_following", "walker", popular, minFollowerCount=1000)
+            blue_hook = hook(http, "new_following", "walker", blue, verifiedOnly=True)
             followed = world.add_following("walker", 8 * 30)          # a burst of 9 pages to the frontier
             for n, user in enumerate(followed):
                 user.follower_count = 5000 if n % 3 == 0 else 10
+                user.verified = n % 4 == 0
             crew = workers(fake, database_url, tmp_path)
             worker = crew.start()
             worker = kill_mid_poll(svc, fake, crew, worker, "following", 4)
@@ -171,22 +174,27 @@ def test_new_following_exactly_once_through_a_kill_filters_and_refollows(
             got_big = received(popular, min_hook)
             assert {b["followed"]["id"] for b in got_big} == big and 0 < len(big) < len(followed)
             assert all(b["followed"]["followerCount"] >= 1000 for b in got_big)
-            assert not existing & {b["followed"]["id"] for b in got + got_big}
+            verified = {u.id for u in followed if u.verified}
+            got_blue = received(blue, blue_hook)
+            assert {b["followed"]["id"] for b in got_blue} == verified and 0 < len(verified) < len(followed)
+            assert all(b["followed"]["verified"] is True for b in got_blue)
+            assert not existing & {b["followed"]["id"] for b in got + got_big + got_blue}
 
             # A delivered account unfollowed, then followed again, is not new; the next one is.
             again = followed[0]
-            assert again.id in big
+            assert again.id in big and again.id in verified
             world.unfollow("walker", again.id, "following")
             poll_now(svc, crew, worker)
             world.refollow("walker", again, "following")
             (last,) = world.add_following("walker", 1)
-            last.follower_count = 10                                  # only the unfiltered hook wants it
+            last.follower_count, last.verified = 10, False            # only the unfiltered hook wants it
             poll_now(svc, crew, worker, queue=lambda: http.post(f"{HOOKS}/{all_hook['id']}/poll").raise_for_status())
             crew.stop(worker)
-        got, got_big = received(everyone, all_hook), received(popular, min_hook)
+        got, got_big, got_blue = received(everyone, all_hook), received(popular, min_hook), received(blue, blue_hook)
         assert [b["followed"]["id"] for b in got].count(again.id) == 1
         assert {b["followed"]["id"] for b in got} == {u.id for u in followed} | {last.id}
         assert {b["followed"]["id"] for b in got_big} == big
+        assert {b["followed"]["id"] for b in got_blue} == verified
         all_delivered(svc)
 
 
