@@ -17,7 +17,11 @@ from connector.trigger.sender import deliver_due_webhooks
 from connector.trigger.subscriptions import poll_subscription_id
 from connector.trigger.tables import watches
 from connector.trigger.watches import watch_id
+from tests.fakes import FakeDumpling
 from tests.test_migrations import cli, previous_release_schema
+from tests.test_trigger_family_processes import (WAIT, all_delivered, hook, kill_mid_poll, received,  # noqa: F401
+                                                 receivers, workers)
+from tests.test_trigger_worker import wait_for
 from tests.trigger_kit import (HANDLE, dumpling, make_due, receiver, trigger_settings, verify,  # noqa: F401
                                world)
 from connector.trigger.worker import poll_due_watches
@@ -114,3 +118,51 @@ def test_the_upgrade_keeps_watches_hooks_inboxes_and_pending_deliveries(database
         assert following.status_code == 201, following.text
     with svc.store.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(watches)).scalar_one() == 2
+
+
+def test_the_upgrade_with_real_processes_a_worker_killed_mid_poll(database_url, serve, world, receivers,  # noqa: F811
+                                                                   workers, tmp_path):
+    """The same upgrade as users run it: ``connector db upgrade`` and ``connector poll`` are
+    processes, the worker is killed with SIGKILL in the first poll after the upgrade (a burst
+    of four pages) and started again."""
+    old, following = receivers(), receivers()
+    previous_release_schema(database_url)
+    before = fill(database_url, world, old.url)
+    upgraded = cli(database_url, "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stderr
+    world.add_following(HANDLE, 30)                                  # there when the new hook subscribes
+    with FakeDumpling(world, latency=0.2) as fake:
+        crew = workers(fake, database_url, tmp_path)
+        worker = crew.start()                                        # the worker first, then the service
+        wait_for(lambda: crew.alive(worker) and old.requests, WAIT, "the pending delivery")
+        (first,) = old.requests                                      # it goes out as it was, once
+        assert first.headers["webhook-id"] == before["pending"]
+        assert verify(SECRET, first.headers, first.body)["follower"]["id"] == before["top"][1].id
+        live = serve(trigger_settings(fake, database_url))
+        svc = live.services
+
+        with live.client(RAW_KEY) as http:
+            same = http.post("/api/v1/hooks", json={"event": "new_follower", "handle": HANDLE, "targetUrl": old.url})
+            assert same.status_code == 200 and same.json()["id"] == "hook_old"
+            new_hook = hook(http, "new_following", HANDLE, following)
+            # The newest known follower leaves and comes back on top, under 90 new ones.
+            world.unfollow(HANDLE, before["top"][0].id)
+            world.refollow(HANDLE, before["top"][0])
+            new = world.add_followers(HANDLE, 90)
+            followed = world.add_following(HANDLE, 150)              # read beside it, a page longer
+            worker = kill_mid_poll(svc, fake, crew, worker, "followers", 2)
+            crew.stop(worker)
+            assert crew.kills == 1
+
+            got = received(old, {"secret": SECRET, "event": "new_follower"})
+            assert [b["id"] for b in got].count(before["pending"]) == 1 and before["delivered"] not in \
+                {b["id"] for b in got}
+            assert {b["follower"]["id"] for b in got} == {before["top"][1].id} | {u.id for u in new}
+            assert {b["followed"]["id"] for b in received(following, new_hook)} == {u.id for u in followed}
+            all_delivered(svc)
+
+            polled = http.post("/api/v1/triggers/new-follower", json={"handle": HANDLE, "limit": 100})
+            polled = polled.json()["events"]
+            assert [e["follower"]["id"] for e in polled[:90]] == [u.id for u in new]
+            assert [e["id"] for e in polled[90:]] == [event_id(before["watch"], f"id:{u.id}")
+                                                       for u in before["top"][:10]]
