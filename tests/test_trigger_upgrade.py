@@ -2,7 +2,8 @@
 previous release wrote, with a watch mid-life (seen followers, delivered and pending
 deliveries, a polling inbox), carries on after ``connector db upgrade``: the pending
 delivery goes out under its old id, a follower already delivered never fires again, new
-followers fire once, and the new triggers work beside the old watch."""
+followers fire once, and the new triggers work beside the old watch. Proved in process, then
+with real processes (``connector db upgrade``, ``connector poll`` killed mid-poll and restarted)."""
 
 from __future__ import annotations
 
