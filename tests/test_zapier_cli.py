@@ -213,12 +213,13 @@ def test_invoke_every_trigger_prints_its_events(app, demo, key, subject):
     assert requests_by_source(demo) == {"ZAPIER": 1}
 
 
-def test_invoke_lost_follower_starts_a_watch_without_samples(app, demo):
-    """Nothing is lost before two full walks: the first call prints no events, having read the
-    first page (as Zapier) to take the account's size."""
+def test_invoke_lost_follower_starts_a_watch_with_a_sample(app, demo):
+    """Nothing is lost before two full walks: the first call prints one sample to map fields
+    from (never delivered), having read the first page (as Zapier) to take the account's size."""
     events = app.invoke("trigger", "lost_follower", "--inputData", json.dumps({"handle": "@zapier_cli"}),
                         "--non-interactive")
-    assert events == []
+    assert [(e["event"], e["handle"], e["provider"]) for e in events] == [("lost_follower", "zapier_cli", "demo")]
+    assert events[0]["follower"]["uniqueId"] and events[0]["lastSeenAt"]
     assert requests_by_source(demo) == {"ZAPIER": 1}
 
 
