@@ -4,6 +4,7 @@ over with its keys, hooks, polling subscriptions and events."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -20,8 +21,6 @@ from connector.store import Store, migrate
 from connector.store.keys import hash_key
 from connector.store.schema import metadata
 from connector.trigger.events import dumps, event_payload
-from connector.trigger.subscriptions import poll_subscription_id
-from connector.trigger.watches import watch_id
 from tests.conftest import PG_URL, _drop_pg_schema, _pg_schema_url
 from tests.trigger_kit import HANDLE, dumpling, receiver, trigger_settings, world  # noqa: F401
 
@@ -126,11 +125,17 @@ def cli(url: str, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
+def previous_id(prefix: str, *parts: str) -> str:
+    """An id as the previous release made it (watch ``w_``, event ``evt_``, polling
+    subscription ``poll_``), written out here so that the code cannot change it unnoticed."""
+    return prefix + hashlib.sha256(":".join(parts).encode()).hexdigest()[:24]
+
+
 def fill_previous_release(url: str, target: str) -> dict:
     """Keys, a watch with seen followers and events, two identical hooks (the previous release
     allowed that), deliveries and attempts, and a polling subscription, as that release wrote them."""
     now = time.time()
-    wid = watch_id("dumpling", "", HANDLE)
+    wid = previous_id("w_", "dumpling", "", HANDLE)
     engine = sa.create_engine(url)
     meta = sa.MetaData()
     meta.reflect(engine)
@@ -147,6 +152,7 @@ def fill_previous_release(url: str, target: str) -> dict:
             key = f"id:prev{n}"
             payload = event_payload(wid, key, {"user": {"id": f"prev{n}", "uniqueId": f"prev_{n}"}, "stats": {}},
                                     handle=HANDLE, provider="dumpling", detected_at=now - 60 + n)
+            payload["id"] = previous_id("evt_", wid, key)
             ids.append(payload["id"])
             conn.execute(t["seen_followers"].insert().values(watch_id=wid, follower_key=key))
             conn.execute(t["events"].insert().values(id=payload["id"], watch_id=wid, follower_key=key,
@@ -156,7 +162,7 @@ def fill_previous_release(url: str, target: str) -> dict:
         conn.execute(t["subscriptions"].insert().values(id="hook_first", created_at=now - 3000, **hook))
         conn.execute(t["subscriptions"].insert().values(id="hook_copy", created_at=now - 2000, **hook))
         conn.execute(t["subscriptions"].insert().values(
-            id=poll_subscription_id(wid, "key_prev"), watch_id=wid, key_id="key_prev", kind="poll",
+            id=previous_id("poll_", wid, "key_prev"), watch_id=wid, key_id="key_prev", kind="poll",
             event="new_follower", request_source="MAKE_DOT_COM", status="active", credits_spent=1,
             created_at=now - 3600, last_called_at=now - 30))
         conn.execute(t["deliveries"].insert().values(subscription_id="hook_first", event_id=ids[0], status="delivered",

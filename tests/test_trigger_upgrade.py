@@ -1,4 +1,4 @@
-"""The upgrade to the family of triggers (migration 0006) loses nothing: a database the
+"""The upgrade to the family of triggers (migration 0008) loses nothing: a database the
 previous release wrote, with a watch mid-life (seen followers, delivered and pending
 deliveries, a polling inbox), carries on after ``connector db upgrade``: the pending
 delivery goes out under its old id, a follower already delivered never fires again, new
@@ -7,7 +7,6 @@ with real processes (``connector db upgrade``, ``connector poll`` killed mid-pol
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import Counter
 
@@ -18,7 +17,7 @@ from connector.trigger.events import dumps, event_id, event_payload
 from connector.trigger.sender import deliver_due_webhooks
 from connector.trigger.tables import watches
 from tests.fakes import FakeDumpling
-from tests.test_migrations import cli, previous_release_schema
+from tests.test_migrations import cli, previous_id, previous_release_schema
 from tests.test_trigger_family_processes import (WAIT, all_delivered, hook, kill_mid_poll, received,  # noqa: F401
                                                  receivers, workers)
 from tests.test_trigger_worker import wait_for
@@ -28,12 +27,6 @@ from connector.trigger.worker import poll_due_watches
 
 RAW_KEY = "tc_previous_release_key_9876543210"
 SECRET = "whsec_" + "A" * 32
-
-
-def previous_id(prefix: str, *parts: str) -> str:
-    """An id as the previous release made it (watch ``w_``, event ``evt_``, polling
-    subscription ``poll_``), written out here so that the code cannot change it unnoticed."""
-    return prefix + hashlib.sha256(":".join(parts).encode()).hexdigest()[:24]
 
 
 def fill(url: str, world, target: str) -> dict:
