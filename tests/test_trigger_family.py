@@ -18,7 +18,7 @@ from connector.manifests import load_manifests
 from connector.trigger.sender import deliver_due_webhooks
 from connector.trigger.tables import events, subscriptions, watches
 from connector.trigger.worker import poll_due_watches
-from tests.trigger_kit import (HANDLE, Receiver, dumpling, make_due, receiver,  # noqa: F401
+from tests.trigger_kit import (HANDLE, Receiver, dumpling, make_due, receiver, receivers,  # noqa: F401
                                trigger_settings, verify, world)
 
 HOOKS = "/api/v1/hooks"
@@ -51,18 +51,6 @@ def http(live):
     raw, _ = live.services.keys.create(name="family")
     with live.client(raw) as client:
         yield client
-
-
-@pytest.fixture
-def receivers():
-    made: list[Receiver] = []
-
-    def make_one() -> Receiver:
-        made.append(Receiver())
-        return made[-1]
-    yield make_one
-    for r in made:
-        r.close()
 
 
 def test_new_following_fires_once_each_and_apart_from_followers(live, http, world, dumpling, receivers):  # noqa: F811

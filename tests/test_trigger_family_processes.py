@@ -18,22 +18,10 @@ import sqlalchemy as sa
 from connector.trigger.tables import deliveries, events, watches
 from tests.fakes import FakeDumpling, FakeWorld
 from tests.test_trigger_worker import log_of, start_worker, wait_for, worker_env
-from tests.trigger_kit import Receiver, make_due, trigger_settings, verify
+from tests.trigger_kit import Receiver, make_due, receivers, trigger_settings, verify  # noqa: F401
 
 HOOKS = "/api/v1/hooks"
 WAIT = 60           # seconds: generous, the suite runs under load on two cores
-
-
-@pytest.fixture
-def receivers():
-    made: list[Receiver] = []
-
-    def make_one() -> Receiver:
-        made.append(Receiver())
-        return made[-1]
-    yield make_one
-    for r in made:
-        r.close()
 
 
 class Workers:

@@ -17,7 +17,7 @@ from connector.trigger.sender import deliver_due_webhooks
 from connector.trigger.watches import missed_estimate
 from connector.trigger.worker import poll_due_watches
 from tests.fakes import FakeDumpling, FakeWorld
-from tests.trigger_kit import HANDLE, Receiver, make_due, trigger_settings, verify
+from tests.trigger_kit import HANDLE, Receiver, make_due, receivers, trigger_settings, verify  # noqa: F401
 
 HOOKS = "/api/v1/hooks"
 CAP = 150           # how deep the fake lets anyone walk a list (5 pages of 30)
@@ -45,18 +45,6 @@ def shallow():
     world.add_following(HANDLE, 40)
     with FakeDumpling(world) as fake:
         yield world, fake
-
-
-@pytest.fixture
-def receivers():
-    made: list[Receiver] = []
-
-    def make_one() -> Receiver:
-        made.append(Receiver())
-        return made[-1]
-    yield make_one
-    for r in made:
-        r.close()
 
 
 @pytest.mark.parametrize("budget", [10, 2], ids=["found-from-the-top", "found-draining-a-backlog"])

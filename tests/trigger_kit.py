@@ -128,6 +128,19 @@ def receiver():
     r.close()
 
 
+@pytest.fixture
+def receivers():
+    """Make as many receivers as a test needs: ``receivers()``; all closed after it."""
+    made: list[Receiver] = []
+
+    def make_one() -> Receiver:
+        made.append(Receiver())
+        return made[-1]
+    yield make_one
+    for r in made:
+        r.close()
+
+
 def watch_row(svc):
     with svc.store.connect() as conn:
         return conn.execute(sa.select(watches)).mappings().first()
