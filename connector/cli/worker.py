@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 
@@ -53,6 +54,11 @@ def poll_command(once, metrics_port, metrics_host):
         cadence = (f"Polling every {settings.poll_interval}s per watch at first, then every "
                    f"{settings.poll_min_interval}-{settings.poll_max_interval}s as each watch needs (adaptive)")
     click.echo(cadence + (" (one pass)" if once else "; Ctrl-C stops"), err=True)
+    if not once:
+        # What start-up made (modules, manifests, the app) lives as long as the process: kept out
+        # of the collector's full passes, which otherwise stop every thread for 60-150 ms each
+        # (bench/RESULTS.md, "Issue 17: isolation").
+        gc.freeze()
     try:
         run_worker(svc, once=once, stop=stop)
     finally:
