@@ -445,6 +445,17 @@ class Settings:
         plus 7 days, so nothing is pruned while it may still be retried."""
         return self.retention if self.retention is not None else self.retry_horizon + 7 * DAY
 
+    @property
+    def delivery_lease(self) -> float:
+        """How long a claimed delivery is a sender's: its longest attempt (the timeout bounds
+        it, name lookup included) plus a margin for starting it and recording the outcome."""
+        return self.delivery_timeout + 60.0
+
+    @property
+    def poll_freshness(self) -> float:
+        """How long a polling caller keeps its watch polled (and pays) after its last request."""
+        return max(3 * self.poll_interval, 900)
+
     def has_credentials(self, provider: str) -> bool:
         cls = _providers().get(provider)
         return cls is not None and cls.has_credentials(self)

@@ -171,7 +171,6 @@ class Crash(BaseException):
 
 def test_a_crash_after_the_posts_and_before_their_outcomes_commit_sends_them_again(env, monkeypatch):
     from connector.trigger import sender
-    from connector.trigger.options import delivery_lease
 
     env.subscribe()
     new = env.world.add_followers(HANDLE, 5)
@@ -191,7 +190,7 @@ def test_a_crash_after_the_posts_and_before_their_outcomes_commit_sends_them_aga
     # had not claimed yet, its capacity being full, may go out now, once.)
     between = [r.headers["webhook-id"] for r in env.receiver.requests[len(first):]]
     assert not set(between) & set(first) and len(between) == len(set(between))
-    later = env.svc.clock() + delivery_lease(env.svc.settings) + 1
+    later = env.svc.clock() + env.svc.settings.delivery_lease + 1
     env.svc.clock = lambda: later
     deliver_due_webhooks(env.svc)
     again = [r.headers["webhook-id"] for r in env.receiver.requests[len(first):]]

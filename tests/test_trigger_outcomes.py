@@ -13,7 +13,6 @@ import pytest
 import sqlalchemy as sa
 
 from connector.trigger import deliver
-from connector.trigger.options import delivery_lease
 from connector.trigger.sender import deliver_due_webhooks
 from connector.trigger.tables import deliveries, delivery_attempts, subscriptions
 from connector.trigger.worker import poll_due_watches
@@ -95,7 +94,7 @@ def test_a_receiver_answering_a_nul_byte_breaks_no_other_delivery(live, world, r
 
     # Nothing is due until the backoff is over; past a delivery lease nothing comes back either.
     assert deliver_due_webhooks(svc) == Counter()
-    clock.advance(SCHEDULE[0] * 1.2 + delivery_lease(svc.settings) + 1)
+    clock.advance(SCHEDULE[0] * 1.2 + svc.settings.delivery_lease + 1)
     assert deliver_due_webhooks(svc) == Counter(retry=3)
     assert len(bad.requests) == 6 and [r["attempts"] for r in rows(svc, bad_hook["id"])] == [2] * 3
     assert set(checked(bad, bad_hook["secret"]).values()) == {2}
@@ -126,7 +125,7 @@ def test_an_outcome_that_cannot_be_written_is_recorded_alone_as_a_failure(live, 
     assert {r["last_error"] for r in bad_rows} == {f"{deliver.UNRECORDED} (HTTP 500)"}
     assert all(r["next_attempt_at"] >= started + SCHEDULE[0] * 0.9 for r in bad_rows)   # backed off
 
-    clock.advance(SCHEDULE[0] * 1.2 + delivery_lease(svc.settings) + 1)
+    clock.advance(SCHEDULE[0] * 1.2 + svc.settings.delivery_lease + 1)
     assert deliver_due_webhooks(svc) == Counter(retry=2)
     assert [r["attempts"] for r in rows(svc, bad_hook["id"])] == [2] * 2
     assert set(checked(good, good_hook["secret"]).values()) == {1} and len(good.requests) == 2

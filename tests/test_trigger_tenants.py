@@ -12,7 +12,6 @@ import sqlalchemy as sa
 from connector.errors import NO_CREDITS
 from connector.trigger import outbox
 from connector.trigger.deliver import claim_due_deliveries
-from connector.trigger.options import delivery_lease
 from connector.trigger.retention import prune
 from connector.trigger.sender import deliver_due_webhooks
 from connector.trigger.tables import (deliveries, delivery_attempts, events, inbox, seen_followers, subscriptions,
@@ -341,7 +340,7 @@ def test_a_claimed_delivery_outlives_its_longest_attempt(live, world, receiver):
     world.add_followers(HANDLE, 1)
     make_due(svc)
     poll_due_watches(svc)
-    lease, now = delivery_lease(svc.settings), svc.clock()
+    lease, now = svc.settings.delivery_lease, svc.clock()
     assert lease > svc.settings.delivery_timeout + 30
     claim = dict(store=svc.store, lease=lease, limit=10, per_host=8, per_key=8)
     assert len(claim_due_deliveries(now=now, due_before=now, **claim)) == 1
@@ -492,7 +491,7 @@ def test_enabling_a_hook_leaves_a_delivery_being_sent_alone(live, world, receive
         world.add_followers(HANDLE, 1)
         make_due(svc)
         poll_due_watches(svc)
-        now, lease = svc.clock(), delivery_lease(svc.settings)
+        now, lease = svc.clock(), svc.settings.delivery_lease
         claim = dict(store=svc.store, lease=lease, limit=10, per_host=8, per_key=8)
         assert len(claim_due_deliveries(now=now, due_before=now, **claim)) == 1   # a sender is sending it
         http.patch(f"{HOOKS}/{hook['id']}", json={"enabled": False})

@@ -6,7 +6,7 @@ nothing else.
 
 - A regular poll is read for the watch's *paying* subscriptions: its hooks (unless
   disabled or paused by their owner) and its polling subscriptions called within
-  :func:`poll_freshness`. A key that cannot pay a page is paused (``paused_credits``)
+  ``Settings.poll_freshness``. A key that cannot pay a page is paused (``paused_credits``)
   and receives nothing from that page on; it resumes when it pays again.
 - A key that subscribes pays alone for its baseline (or the catch-up read of a watch
   others already have). Followers that read finds for the first time also go to the
@@ -31,7 +31,6 @@ import sqlalchemy as sa
 
 from ..store.keys import Caller
 from ..store.schema import api_keys
-from .options import poll_freshness
 from .tables import subscriptions, watches
 
 # Subscription statuses that take part in polls (and pay); disabled and paused hooks do not.
@@ -63,14 +62,14 @@ def load_callers(conn, keys, key_ids) -> dict[str, Caller | None]:
 
 def paying_subscriptions(subs, settings, now: float) -> list:
     """The subscriptions a regular poll is read for (see the module docstring)."""
-    fresh_after = now - poll_freshness(settings)
+    fresh_after = now - settings.poll_freshness
     return [s for s in subs if s["status"] in BILLED_STATUSES
             and (s["kind"] == "hook" or (s["last_called_at"] is not None and s["last_called_at"] >= fresh_after))]
 
 
 def active_subscription_clause(settings, now: float, watch_table=watches):
     """SQL: the watch has a paying subscription (so it is worth polling)."""
-    fresh_after = now - poll_freshness(settings)
+    fresh_after = now - settings.poll_freshness
     return sa.exists().where(
         subscriptions.c.watch_id == watch_table.c.id,
         subscriptions.c.status.in_(BILLED_STATUSES),

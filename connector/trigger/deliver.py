@@ -8,7 +8,7 @@ A delivery stays claimed until its outcome is written, so one whose outcome was 
 recorded (the database away, the process killed) is sent again, same ``webhook-id``.
 
 A delivery row is claimed by moving its ``next_attempt_at`` a lease ahead (so a crashed
-sender's row comes back by itself); the lease (:func:`.options.delivery_lease`) outlives the
+sender's row comes back by itself); the lease (``Settings.delivery_lease``) outlives the
 longest attempt, which :mod:`.webhook_client` bounds with one deadline, so two senders never
 POST the same delivery at once. Claims hand out at most ``per_host`` attempts per receiver
 host (``host:port``) and ``per_key`` per hook owner (the sender's fair share, see

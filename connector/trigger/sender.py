@@ -44,7 +44,6 @@ from functools import partial
 from .. import metrics
 from ..errors import redact
 from .deliver import Attempt, Claimed, Outcome, claim_due_deliveries, record_robustly, send_one
-from .options import delivery_lease
 from .webhook_client import WebhookClient
 
 log = logging.getLogger("connector.trigger")
@@ -68,7 +67,7 @@ class Sender:
         self.idle_sleep = settings.worker.idle_sleep
         self.per_host = settings.delivery_per_host
         self.floor = settings.delivery_per_key
-        self.lease = delivery_lease(settings)
+        self.lease = settings.delivery_lease
         self.rng, self.resolve, self.ssl_context = rng, resolve, ssl_context
         self.queues: dict[str, deque] = {}      # key -> claimed, waiting to start (oldest first); order = turns
         self.waiting = 0                        # claimed attempts in the queues
