@@ -11,12 +11,15 @@ from collections import Counter
 
 import jsonschema
 import pytest
+import sqlalchemy as sa
 
 from connector.trigger.detect import Walk, out_of_reach
 from connector.trigger.sender import deliver_due_webhooks
+from connector.trigger.tables import watches
 from connector.trigger.watches import missed_estimate
 from connector.trigger.worker import poll_due_watches
 from tests.fakes import FakeDumpling, FakeWorld
+from tests.test_console import ADMIN, sign_in
 from tests.trigger_kit import HANDLE, Receiver, make_due, receivers, trigger_settings, verify  # noqa: F401
 
 HOOKS = "/api/v1/hooks"
@@ -51,7 +54,7 @@ def shallow():
 def test_a_burst_deeper_than_the_list_is_told_once_to_each_subscriber(serve, database_url, shallow, receivers,
                                                                        budget):
     world, fake = shallow
-    live = serve(trigger_settings(fake, database_url, worker={"page_budget": budget}))
+    live = serve(trigger_settings(fake, database_url, worker={"page_budget": budget}, admin_key=ADMIN))
     raw, _ = live.services.keys.create(name="gaps")
     everyone, picky, following = receivers(), receivers(), receivers()
     with live.client(raw) as http:
@@ -83,6 +86,15 @@ def test_a_burst_deeper_than_the_list_is_told_once_to_each_subscriber(serve, dat
         for hook_name, receiver in (("everyone", everyone), ("picky", picky)):
             for received in receiver.requests:
                 verify(hooks[hook_name]["secret"], received.headers, received.body)   # signed as any event
+
+        # The operator's console shows the gap as one, not as a follower, and counts no follower for it.
+        console = live.app.test_client()
+        assert sign_in(console).status_code == 303
+        with live.services.store.connect() as conn:
+            wid = conn.execute(sa.select(watches.c.id).where(watches.c.operation == "list_followers")).scalar_one()
+        page = console.get(f"/console/watches/{wid}").get_data(as_text=True)
+        assert "About 250 followers arrived faster than the list can be read" in page
+        assert page.count('class="gap"') == 1 and f"{CAP} new followers detected" in page
 
         # A polling subscription of the watch finds it among its events.
         polled = http.post("/api/v1/triggers/new-follower", json={"handle": HANDLE, "limit": 100}).json()["events"]

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from ..config import DAY
 from ..store.schema import api_keys, credit_leases, key_usage
 from ..trigger.billing import active_subscription_clause
+from ..trigger.events import GAP
 from ..trigger.outbox import SILENT_STATUSES
 from ..trigger.tables import deliveries, delivery_attempts, events, seen_followers, subscriptions, watches
 from ..trigger.watches import load_gaps
@@ -175,7 +176,8 @@ def growth(conn, wid: str, *, now: float, days: int) -> Growth:
                             .where(events.c.watch_id == wid, events.c.baseline.is_(True))).scalar_one()
     per_day = [0] * days
     for (detected_at,) in conn.execute(sa.select(events.c.detected_at).where(
-            events.c.watch_id == wid, events.c.baseline.is_(False), events.c.detected_at >= start_day * DAY)):
+            events.c.watch_id == wid, events.c.baseline.is_(False), events.c.event != GAP,
+            events.c.detected_at >= start_day * DAY)):
         index = int(detected_at // DAY) - start_day
         if 0 <= index < days:
             per_day[index] += 1
@@ -190,17 +192,28 @@ def growth(conn, wid: str, *, now: float, days: int) -> Growth:
 
 
 def latest_followers(conn, wid: str, limit: int = LATEST_FOLLOWERS) -> list[dict]:
-    rows = conn.execute(sa.select(events.c.id, events.c.payload, events.c.detected_at, events.c.baseline)
+    """The newest events of a watch, an account each, or a gap (``missed``: accounts that
+    arrived too fast to be read, one entry whichever triggers were told)."""
+    rows = conn.execute(sa.select(events.c.id, events.c.event, events.c.payload, events.c.detected_at,
+                                  events.c.baseline)
                         .where(events.c.watch_id == wid).order_by(events.c.seq.desc()).limit(limit)).all()
-    out = []
+    out, gaps = [], set()
     for row in rows:
         try:
-            follower = json.loads(row.payload).get("follower") or {}
+            payload = json.loads(row.payload)
         except ValueError:
-            follower = {}
+            payload = {}
+        if row.event == GAP:
+            if row.detected_at not in gaps:
+                gaps.add(row.detected_at)
+                out.append({"event_id": row.id, "detected_at": row.detected_at, "baseline": False,
+                            "missed": payload.get("missedEstimate")})
+            continue
+        follower = payload.get("follower") or {}
         out.append({"event_id": row.id, "detected_at": row.detected_at, "baseline": bool(row.baseline),
                     "unique_id": follower.get("uniqueId"), "nickname": follower.get("nickname"),
-                    "verified": bool(follower.get("verified")), "followers": follower.get("followerCount")})
+                    "verified": bool(follower.get("verified")), "followers": follower.get("followerCount"),
+                    "missed": None})
     return out
 
 
