@@ -488,3 +488,34 @@ def test_ten_thousand_watches_page_through_an_index(serve, dumpling, sqlite_url)
                                                                   tuple(statement.params.values())))
     assert "ix_watches_due" in plan, plan                  # read in order from the index
     assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan  # never a sort of every watch
+
+
+def test_each_watch_page_names_what_it_reads(env, world):  # noqa: F811
+    """A watch of followers, of accounts followed, of the profile (milestones) and of full walks
+    (lost followers): each page says what it counts, and lists its own events by name."""
+    world.add_following(HANDLE, 10)
+    for event, extra in (("new_follower", {}), ("new_following", {}), ("follower_milestone", {"every": 10}),
+                         ("lost_follower", {})):
+        env.subscribe(event=event, **extra)
+    followed = world.add_following(HANDLE, 3)
+    world.add_followers(HANDLE, 25)                      # 75 + 25: milestones 80, 90 and 100
+    env.cycle()
+    browser = env.signed_in()
+    with env.svc.store.connect() as conn:
+        ids = dict(conn.execute(sa.select(watches.c.operation, watches.c.id)).all())
+
+    def page(operation: str) -> str:
+        r = browser.get(f"/console/watches/{ids[operation]}")
+        assert r.status_code == 200
+        return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text(r)))
+
+    following = page("list_following")
+    assert "Accounts followed known 13" in following and "Latest accounts followed" in following
+    assert "3 new accounts followed detected" in following and "unknown" not in following
+    assert all(f"@{u.handle}" in following for u in followed)
+    milestones = page("get_profile")
+    assert "Latest milestones" in milestones and "100 followers reached" in milestones
+    assert "Followers known" not in milestones and "Growth" not in milestones and "unknown" not in milestones
+    lost = page("followers_snapshot")
+    assert "Followers in the last full walk 100" in lost and "No follower lost yet" in lost
+    assert "Followers known" in page("list_followers") and "Latest followers" in page("list_followers")

@@ -30,7 +30,8 @@ def _fmt(n: float) -> str:
     return f"{n:.1f}".rstrip("0").rstrip(".")
 
 
-def growth_svg(growth: Growth, handle: str) -> Markup:
+def growth_svg(growth: Growth, handle: str, noun: str = "new followers") -> Markup:
+    """``noun``: what a bar counts ("new followers", "new accounts followed")."""
     days = growth.days
     n = len(days)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -53,8 +54,8 @@ def growth_svg(growth: Growth, handle: str) -> Markup:
 
     total_new = sum(d[1] for d in days)
     busiest = max(days, key=lambda d: d[1]) if days else None
-    title = f"New followers of @{handle} per day, and the running total"
-    desc = (f"{n} days from {days[0][0]} to {days[-1][0]} (UTC): {total_new} new followers detected"
+    title = f"{noun.capitalize()} per day for @{handle}, and the running total"
+    desc = (f"{n} days from {days[0][0]} to {days[-1][0]} (UTC): {total_new} {noun} detected"
             + (f", most on {busiest[0]} ({busiest[1]})" if busiest and busiest[1] else "")
             + f"; the total known grew from {days[0][2] - days[0][1]} to {days[-1][2]}." if days else "No data.")
     out = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '

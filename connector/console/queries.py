@@ -191,9 +191,10 @@ def growth(conn, wid: str, *, now: float, days: int) -> Growth:
     return Growth(days=out, seen=seen, baseline=baseline)
 
 
-def latest_followers(conn, wid: str, limit: int = LATEST_FOLLOWERS) -> list[dict]:
-    """The newest events of a watch, an account each, or a gap (``missed``: accounts that
-    arrived too fast to be read, one entry whichever triggers were told)."""
+def latest_events(conn, wid: str, subject: str = "follower", limit: int = LATEST_FOLLOWERS) -> list[dict]:
+    """The newest events of a watch, newest first, each as the page shows it: an account
+    (the event's ``subject`` field; ``last_seen`` for a lost follower), a milestone, or a gap
+    (``missed``: accounts that arrived too fast to be read; one entry whichever triggers were told)."""
     rows = conn.execute(sa.select(events.c.id, events.c.event, events.c.payload, events.c.detected_at,
                                   events.c.baseline)
                         .where(events.c.watch_id == wid).order_by(events.c.seq.desc()).limit(limit)).all()
@@ -203,17 +204,19 @@ def latest_followers(conn, wid: str, limit: int = LATEST_FOLLOWERS) -> list[dict
             payload = json.loads(row.payload)
         except ValueError:
             payload = {}
+        entry = {"event_id": row.id, "detected_at": row.detected_at, "baseline": bool(row.baseline),
+                 "missed": None, "milestone": None, "last_seen": payload.get("lastSeenAt")}
         if row.event == GAP:
-            if row.detected_at not in gaps:
-                gaps.add(row.detected_at)
-                out.append({"event_id": row.id, "detected_at": row.detected_at, "baseline": False,
-                            "missed": payload.get("missedEstimate")})
-            continue
-        follower = payload.get("follower") or {}
-        out.append({"event_id": row.id, "detected_at": row.detected_at, "baseline": bool(row.baseline),
-                    "unique_id": follower.get("uniqueId"), "nickname": follower.get("nickname"),
-                    "verified": bool(follower.get("verified")), "followers": follower.get("followerCount"),
-                    "missed": None})
+            if row.detected_at in gaps:
+                continue
+            gaps.add(row.detected_at)
+            entry["missed"] = payload.get("missedEstimate")
+        elif payload.get("milestone") is not None:
+            entry.update(milestone=payload.get("milestone"), count=payload.get("followerCount"))
+        account = payload.get(subject) if isinstance(payload.get(subject), dict) else {}
+        entry.update(unique_id=account.get("uniqueId"), nickname=account.get("nickname"),
+                     verified=bool(account.get("verified")), followers=account.get("followerCount"))
+        out.append(entry)
     return out
 
 

@@ -24,7 +24,8 @@ from ..trigger import replay as replays
 from ..trigger.events import iso
 from ..trigger.schedule_stats import fleet_schedule
 from ..trigger.subscriptions import set_hook_enabled
-from ..trigger.watches import trigger_manifest
+from ..trigger import snapshot
+from ..trigger.watches import reader_manifest, trigger_manifest
 from . import queries
 from .auth import (LOGIN_COOKIE, LOGIN_SECONDS, SESSION_COOKIE, SESSION_SECONDS, Gate, SignInThrottle,
                    clear_cookie, same_token, set_cookie)
@@ -319,11 +320,38 @@ def watch(wid: str):
         detail = queries.watch_detail(conn, wid)
         if detail is None:
             raise NotFoundError(f"No watch with id {wid[:60]}; the Watches page lists them.")
+        words = _watch_words(svc.manifests, detail)
         growth = queries.growth(conn, detail["id"], now=g.now, days=days)
-        followers = queries.latest_followers(conn, detail["id"])
+        followers = queries.latest_events(conn, detail["id"], words["subject"])
     return _page("console/watch.html", 400 if error else 200, watch=detail, growth=growth,
-                 chart=growth_svg(growth, detail["handle"]), followers=followers, days=days,
-                 chart_days=CHART_DAYS, error=error)
+                 chart=growth_svg(growth, detail["handle"], words["noun"]), followers=followers, days=days,
+                 chart_days=CHART_DAYS, error=error, words=words)
+
+
+def _watch_words(manifests, watch: dict) -> dict:
+    """How the watch page names what a watch reads: a list of followers or of accounts
+    followed (growth, backlog, latest accounts), a profile (milestones) or full walks (losses)."""
+    try:
+        reader = reader_manifest(manifests, watch["operation"])
+    except KeyError:          # (no manifest reads it any more)
+        reader = None
+    strategy = reader.strategy if reader else "newest_first"
+    subject = reader.subject if reader else "follower"
+    if strategy == "threshold":
+        return {"kind": "profile", "subject": subject, "noun": "milestones", "latest": "Latest milestones",
+                "none": "No milestone reached yet."}
+    if strategy == "snapshot":
+        try:
+            state = snapshot.load(watch.get("state"))
+        except (ValueError, TypeError):
+            state = {}
+        return {"kind": "snapshot", "subject": subject, "noun": "lost followers", "walked": state.get("total"),
+                "walks": state.get("walks"), "latest": "Latest lost followers",
+                "none": "No follower lost yet: a loss needs two full walks in a row without the follower."}
+    accounts = "followers" if subject == "follower" else "accounts followed"
+    return {"kind": "list", "subject": subject, "accounts": accounts, "noun": f"new {accounts}",
+            "known": f"{accounts.capitalize()} known",
+            "latest": f"Latest {accounts}", "none": f"No {accounts} stored for this watch yet."}
 
 
 @bp.get("/hooks")
