@@ -519,3 +519,9 @@ def test_each_watch_page_names_what_it_reads(env, world):  # noqa: F811
     lost = page("followers_snapshot")
     assert "Followers in the last full walk 100" in lost and "No follower lost yet" in lost
     assert "Followers known" in page("list_followers") and "Latest followers" in page("list_followers")
+    # The overview's estimate of new followers a day counts the followers' watch, not the following one.
+    with env.svc.store.connect() as conn:
+        rates = dict(conn.execute(sa.select(watches.c.operation, watches.c.rate_per_day)).all())
+    assert rates["list_following"] and rates["list_followers"]
+    overview = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text(browser.get("/console/"))))
+    assert f"Estimated new followers a day {rates['list_followers']:,.0f} " in overview

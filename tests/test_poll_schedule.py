@@ -185,7 +185,7 @@ def test_the_console_and_metrics_show_intervals_and_what_fixed_would_spend(two_w
     client = live.app.test_client()
     sign_in(client, ADMIN)
     page = text(client.get("/console/watches"))
-    assert "Interval" in page and "1,800 s" in page and "Followers a day (est.)" in page
+    assert "Interval" in page and "1,800 s" in page and "New a day (est.)" in page
     quiet_row = page[page.index(f"@{QUIET}"):].split("</tr>")[0]
     assert "1,800 s" in quiet_row
     busy_row = page[page.index(f"@{HANDLE}"):].split("</tr>")[0]
