@@ -7,6 +7,7 @@ functions."""
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 
 import jsonschema
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from connector.trigger.detect import Walk, out_of_reach
 from connector.trigger.sender import deliver_due_webhooks
 from connector.trigger.tables import watches
-from connector.trigger.watches import missed_estimate
+from connector.trigger.watches import missed_estimate, next_mark, unread_above
 from connector.trigger.worker import poll_due_watches
 from tests.fakes import FakeDumpling, FakeWorld
 from tests.test_console import ADMIN, sign_in
@@ -160,3 +161,41 @@ def test_the_estimate_of_what_a_gap_held():
     # No length told: the arrival rate over the same time.
     assert missed_estimate({"at": 0.0, "total": None, "read": 0}, None, 100, 86400.0, 1000.0) == 900
     assert missed_estimate(None, 5900, 150, 2000.0, 10.0) == 1           # nothing to compare with
+    # Accounts still to be read above (from the top, or the gap the top walk left) are not lost.
+    mark = {"at": 1000.0, "total": 5000, "read": 120, "top": 5600}
+    assert unread_above(mark, 5900, 60) == 240 and unread_above(mark, 5900, None) == 300
+    assert missed_estimate(mark, 5900, 150, 2000.0, None, unread=240) == 5900 - 5000 - 120 - 150 - 240
+    # ... and are counted off the next estimate's reads once they are read.
+    assert next_mark(mark, now=3000.0, total=5900, top_total=5900, found=150, caught_up=True, unread=240) \
+        == {"at": 3000.0, "total": 5900, "read": -240, "top": 5900}
+    assert next_mark(mark, now=3000.0, total=5900, top_total=None, found=7, caught_up=False) \
+        == {**mark, "read": 127}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_bursts_a_gap_is_told_exactly_when_followers_were_lost(serve, sqlite_url, receivers, seed):
+    """Bursts of every size, against budgets of 2, 3 and 10 pages: each follower that could be
+    read arrives once; a gap is told if and only if followers were lost; and the estimates add
+    up to how many were (each at least 1, so within one a gap)."""
+    rng = random.Random(seed)
+    world = FakeWorld(seed=seed, depth_cap=CAP)
+    world.add_account(HANDLE, followers=rng.choice([0, 2, 40, 200]))
+    receiver = receivers()
+    with FakeDumpling(world) as fake:
+        live = serve(trigger_settings(fake, sqlite_url, worker={"page_budget": rng.choice([2, 3, 10])}))
+        raw, _ = live.services.keys.create(name="bursts")
+        with live.client(raw) as http:
+            assert http.post(HOOKS, json={"event": "new_follower", "handle": HANDLE,
+                                          "targetUrl": receiver.url}).status_code == 201
+        added = []
+        for _ in range(25):
+            added += world.add_followers(HANDLE, rng.choice([0, 0, 3, 30, 61, 100, 160, 400]))
+            cycle(live.services)
+        cycle(live.services, 20)                                   # every backlog read to its end
+    ids = Counter(body["id"] for body in receiver.delivered())
+    assert max(ids.values()) == 1
+    got = set(followers(receiver))
+    lost = {u.id for u in added} - got
+    told = gaps(receiver)
+    assert got <= {u.id for u in added} and bool(told) == bool(lost)
+    assert len(lost) <= sum(g["missedEstimate"] for g in told) <= len(lost) + len(told)

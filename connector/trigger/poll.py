@@ -34,7 +34,8 @@ from .tables import seen_followers, subscriptions, watches
 from . import snapshot
 from .outbox import SILENT_STATUSES
 from .threshold import figure
-from .watches import PROFILE, dump_gaps, load_gaps, load_mark, missed_estimate, reader_manifest
+from .watches import (PROFILE, dump_gaps, load_gaps, load_mark, missed_estimate, next_mark, reader_manifest,
+                      unread_above)
 
 log = logging.getLogger("connector.trigger")
 
@@ -299,20 +300,22 @@ def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
         return poll.result(watch["status"])
     # Each new follower with the keys that may receive it and when its gap opened, newest first.
     found, offset, lost_gap = [], 0, None
+    total = next((w.total for w, _ in walks if w.total is not None), None)
+    top_read = None if draining else len(top.new)
+    # A gap below the top lost while accounts above are still to be read: those are not lost.
+    unread = unread_above(mark, total, top_read) if lost_at is not None and lost_at[1] is not top else 0
     for result, since in walks:
         for (key, record), page in zip(result.new, result.new_page):
             found.append(Found(key, record, poll.page_payers[offset + page], since))
         offset += result.pages
         if lost_at is not None and lost_at[1] is result:
             lost_gap = LostGap(since=lost_at[0], opened=_opened(lost_at[0], mark, watch, poll.now),
-                        missed=missed_estimate(mark, result.total if result.total is not None else top.total,
-                                               len(found), poll.now, watch["rate_per_day"]),
-                        payers=poll.page_payers[offset - 1])
-    total = next((w.total for w, _ in walks if w.total is not None), None)
-    if lost_gap is not None or (not draining and subscriber is None and top.finished and not new_gaps):
-        mark = {"at": poll.now, "total": total, "read": 0}      # everything readable is read
-    elif mark is not None:
-        mark = {**mark, "read": int(mark.get("read") or 0) + len(found)}
+                               missed=missed_estimate(mark, total, len(found), poll.now, watch["rate_per_day"],
+                                                      unread),
+                               payers=poll.page_payers[offset - 1])
+    mark = next_mark(mark, now=poll.now, total=total, top_total=None if draining else top.total, found=len(found),
+                     caught_up=lost_gap is not None or (not draining and subscriber is None and top.finished
+                                                        and not new_gaps), unread=unread)
     status = "paused_credits" if pages == 0 and poll.tab.unpaid else ("backlog" if new_gaps else "active")
     values = {"status": status, "last_error": None, "last_error_kind": None,
               "list_state": dump_gaps(new_gaps, mark)}

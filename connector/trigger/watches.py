@@ -88,9 +88,10 @@ def load_gaps(raw: str | None) -> list[dict]:
 
 
 def load_mark(raw: str | None) -> dict | None:
-    """``{"at", "total", "read"}``: when the watch last knew everything above its frontier,
-    the list's length then (None: the upstream does not tell it) and how many new accounts
-    were read since; None before any such poll."""
+    """``{"at", "total", "read", "top"}``: when the watch last knew everything above its
+    frontier, the list's length then (None: the upstream does not tell it), how many new
+    accounts were read since (less those still unread then), and the list's length when its
+    top was last read; None before any such poll."""
     if not raw:
         return None
     data = json.loads(raw)
@@ -103,14 +104,24 @@ def dump_gaps(gaps: list[dict], mark: dict | None = None) -> str | None:
     return json.dumps({"gaps": gaps, **({"mark": mark} if mark is not None else {})})
 
 
+def unread_above(mark: dict | None, total: int | None, top_read: int | None) -> int:
+    """Accounts that arrived since the top was last read and are still to be read from the top
+    or the gap this poll's top walk left (``top_read``: the new accounts it found; None: the top
+    was not read): readable, so not lost when an older gap is."""
+    if mark is None or total is None or mark.get("top") is None:
+        return 0
+    return max(0, total - int(mark["top"]) - (top_read or 0))
+
+
 def missed_estimate(mark: dict | None, total: int | None, found: int, now: float,
-                    rate_per_day: float | None) -> int:
+                    rate_per_day: float | None, unread: int = 0) -> int:
     """How many accounts a lost gap held, at least one: the list's growth since ``mark``
-    less what was read since (unfollows make it an underestimate); where the upstream does
-    not tell the list's length, the arrival rate over the same time instead."""
+    less what was read since (``found`` by this poll) and what is still to be read above
+    (``unread``); unfollows make it an underestimate. Where the upstream does not tell the
+    list's length, the arrival rate over the same time instead."""
     if mark is None:
         return 1
-    read = int(mark.get("read") or 0) + found
+    read = int(mark.get("read") or 0) + found + unread
     if total is not None and mark.get("total") is not None:
         grown = total - int(mark["total"])
     elif rate_per_day:
@@ -118,6 +129,20 @@ def missed_estimate(mark: dict | None, total: int | None, found: int, now: float
     else:
         return 1
     return max(1, grown - read)
+
+
+def next_mark(mark: dict | None, *, now: float, total: int | None, top_total: int | None, found: int,
+              caught_up: bool, unread: int = 0) -> dict | None:
+    """The mark after a poll: a new one when everything readable is read (``caught_up``: the
+    top walk met the frontier with no gap left, or a gap was told), its ``read`` counting off
+    what is still to be read above (``unread``); else the old one with this poll's accounts
+    read. ``top_total``: the list's length when this poll read its top (None: not read)."""
+    top = top_total if top_total is not None else (mark or {}).get("top")
+    if caught_up:
+        return {"at": now, "total": total, "read": -unread, "top": top}
+    if mark is None:
+        return None
+    return {**mark, "read": int(mark.get("read") or 0) + found, "top": top}
 
 
 def create_watch(svc, manifest: Manifest, provider_name: str, credentials: str | None, handle: str,
@@ -146,7 +171,7 @@ def create_watch(svc, manifest: Manifest, provider_name: str, credentials: str |
     now = svc.clock()
     extra = {}
     if manifest.strategy == "newest_first":   # the baseline knows everything above its frontier
-        extra = {"list_state": dump_gaps([], {"at": now, "total": page.total, "read": 0})}
+        extra = {"list_state": dump_gaps([], {"at": now, "total": page.total, "read": 0, "top": page.total})}
     if manifest.strategy == "snapshot":
         try:   # refused above the limit, before anything is stored (the read is given back)
             extra = {"state": initial_snapshot(svc.settings, page, cost), "next_poll_at": now}
