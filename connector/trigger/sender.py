@@ -51,7 +51,7 @@ log = logging.getLogger("connector.trigger")
 AHEAD = 16             # a fast host or key may have this many times its cap claimed (running or waiting)
 SLOW = 1.0             # seconds: a host or key answering its last attempt sooner may have attempts claimed ahead
 CLAIM_BATCH = 256      # rows one claim takes at most
-CLAIM_LOW = 32         # claim again before the idle sleep is over when fewer wait to start ...
+CLAIM_LOW = 32         # claim again before the idle sleep is over when fewer wait ready to start ...
 CLAIM_GAP = 0.02       # ... at most this often (seconds)
 RECORD_BATCH = 64      # attempts recorded in one transaction ...
 RECORD_EVERY = 0.05    # ... or sooner, once the oldest has waited this long (seconds)
@@ -148,6 +148,22 @@ class Sender:
                 room[key] -= 1
                 keep.add(delivery_id)
         return keep
+
+    def _ready(self) -> int:
+        """Claimed attempts waiting that start as soon as a slot frees (up to ``CLAIM_LOW``):
+        not those of a key at its share, nor those behind a receiver host at its cap, unless
+        that key or host answers quickly. Rows held back by receivers that hang would
+        otherwise keep the next claim (another key's new deliveries) waiting for the idle sleep."""
+        share, ready = self.share(), 0
+        for key, queue in self.queues.items():
+            if self.running_keys[key] >= share and key not in self.fast_keys:
+                continue
+            for claimed in queue:
+                if self.running_hosts[claimed.receiver] < self.per_host or claimed.receiver in self.fast_hosts:
+                    ready += 1
+                    if ready >= CLAIM_LOW:
+                        return ready
+        return ready
 
     def _claimed(self) -> bool:
         """Queue what a finished claim got; False while it is still running."""
@@ -358,7 +374,7 @@ class Sender:
         async with self._session() as client:
             while True:
                 stopping = stop is not None and stop.is_set()
-                if not stopping and self._claim_more and self.waiting < CLAIM_LOW:
+                if not stopping and self._claim_more and self._ready() < CLAIM_LOW:
                     self._woken.clear()
                     self._claim(due_before)
                 claiming = not self._claimed()
@@ -384,7 +400,7 @@ class Sender:
                 now = time.monotonic()
                 if self._claiming is None and (
                         self._woken.is_set() or now - last_claim >= self.idle_sleep
-                        or (self._claim_more and self.waiting < CLAIM_LOW and now - last_claim >= CLAIM_GAP)):
+                        or (self._claim_more and now - last_claim >= CLAIM_GAP and self._ready() < CLAIM_LOW)):
                     self._woken.clear()
                     last_claim = now
                     self._claim(self.svc.clock())
