@@ -8,13 +8,17 @@ import signal
 import socket
 import subprocess
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
 
 from tests.fakes import FakeDumpling, FakeWorld
 from tests.test_trigger_worker import log_of, start_worker, subscribe, wait_for, worker_env
-from connector.trigger.tables import deliveries, events, watches
+from connector.store import Store
+from connector.trigger.deliver import claim_due_deliveries
+from connector.trigger.tables import deliveries, events, subscriptions, watches
 from tests.trigger_kit import BadReceiver, Receiver, make_due, peak_rss_mb, trigger_settings, verify
 
 TIMEOUT = 6      # CONNECTOR_DELIVERY_TIMEOUT of the worker under test (s)
@@ -202,3 +206,83 @@ def test_ten_keys_whose_receivers_never_answer_leave_a_healthy_key_its_latency(s
         for received in healthy.requests:
             assert verify(secret, received.headers, received.body)["id"] == received.headers["webhook-id"]
         assert len({r.headers["webhook-id"] for r in healthy.requests}) == len(healthy.requests) == 70
+
+
+# -- claims: what one claim hands out beside thousands of due rows, and never twice ----------
+
+def _due_rows(store, hooks: dict[str, tuple[str, int]], due_at: dict[str, float]) -> None:
+    """Subscriptions ``id -> (key, rows due)`` on receivers of their own (host ``<id>:80``), and
+    their rows due at ``due_at[id]`` (oldest first within a hook)."""
+    with store.begin() as conn:
+        conn.execute(watches.insert().values(id="w", provider="dumpling", cred_hash="", handle="h",
+                                             status="active", next_poll_at=0, created_at=0))
+        conn.execute(subscriptions.insert(), [
+            dict(id=sub, watch_id="w", key_id=key, kind="hook", event="new_follower", target_url=f"http://{sub}/",
+                 target_host=f"{sub}:80", request_source="zapier", status="active", created_at=0)
+            for sub, (key, _) in hooks.items()])
+        most = max(n for _, n in hooks.values())
+        conn.execute(events.insert(), [dict(id=f"e{i}", watch_id="w", follower_key=f"f{i}", payload="{}",
+                                            detected_at=0) for i in range(most)])
+        conn.execute(deliveries.insert(), [
+            dict(subscription_id=sub, event_id=f"e{i}", status="pending", attempts=0,
+                 next_attempt_at=due_at[sub] + i / 1000, created_at=0)
+            for sub, (_, n) in hooks.items() for i in range(n)])
+
+
+@pytest.fixture
+def store(database_url):
+    store = Store(database_url, upgrade=True)
+    yield store
+    store.dispose()
+
+
+def test_a_claim_beside_thousands_of_due_rows_hands_each_host_and_key_its_slots_left(store):
+    """3,000 rows of ten hostile keys due for minutes, their 300 receivers partly busy; a
+    careful key's rows just due: the first claim carries the careful key's rows (as many as
+    its receiver has slots), never more for a host or key than its slots left, none for a
+    host or key already full, more for a host that answers quickly (a negative busy count)."""
+    hooks = {f"h{k}-{i}": (f"hostile{k}", 10) for k in range(10) for i in range(30)}
+    hooks.update({"careful": ("careful", 20), "fast": ("quick", 40)})
+    _due_rows(store, hooks, {sub: (999.0 if sub in ("careful", "fast") else 100.0) for sub in hooks})
+    busy_hosts = {f"{sub}:80": 5 for sub in hooks if sub.startswith("h")}       # 3 slots left each
+    busy_hosts.update({"h0-0:80": 8, "h1-0:80": 9, "careful:80": 2, "fast:80": -8})
+    busy_keys = {f"hostile{k}": 60 for k in range(1, 9)}                         # 16 slots left each
+    busy_keys.update({"hostile9": 76, "quick": -100})                            # (hostile0: none running)
+    claimed = claim_due_deliveries(store, now=1000.0, lease=60.0, limit=400, due_before=1000.0,
+                                   busy_hosts=busy_hosts, busy_keys=busy_keys, per_host=8, per_key=76)
+    hosts, keys = Counter(c.receiver for c in claimed), Counter(c.key_id for c in claimed)
+    assert keys["careful"] == 6 and hosts["fast:80"] == 16, keys       # 8 - 2 running; 8 + 8 for a fast host
+    assert keys["hostile9"] == 0 and hosts["h0-0:80"] == hosts["h1-0:80"] == 0
+    assert keys["hostile0"] == 76 and all(keys[f"hostile{k}"] == 16 for k in range(1, 9)), keys
+    assert max(n for host, n in hosts.items() if host.startswith("h")) == 3
+    assert all(c.row is not None and c.row.target_url for c in claimed)   # loaded with the claim
+    again = claim_due_deliveries(store, now=1000.0, lease=60.0, limit=400, due_before=1000.0, per_host=8, per_key=76)
+    assert not {c.id for c in claimed} & {c.id for c in again}           # leased: not handed out twice
+
+
+def test_two_senders_on_postgresql_never_claim_the_same_delivery(store):
+    """Two senders claim the same due rows at once: one stops between choosing its rows and
+    leasing them while the other claims and commits them; then eight claim together until
+    nothing is due. No delivery is claimed twice, none is left out."""
+    if store.dialect != "postgresql":
+        pytest.skip("one SQLite process writes one transaction at a time (Store.write)")
+    hooks = {f"r{i}": (f"key{i % 4}", 25) for i in range(40)}
+    _due_rows(store, hooks, dict.fromkeys(hooks, 100.0))
+    claim = dict(now=1000.0, lease=60.0, due_before=1000.0, per_host=25, per_key=1000)
+    other: list = []
+
+    def let_the_other_claim_first(picked):
+        other.extend(claim_due_deliveries(store, limit=1000, **claim))   # another connection, committed
+        return {i for i, _, _ in picked}
+
+    first = claim_due_deliveries(store, limit=1000, trim=let_the_other_claim_first, **claim)
+    assert len(other) == 1000 and first == []
+    later = dict(claim, now=2000.0, due_before=2000.0)                  # the leases are over: all due again
+    with ThreadPoolExecutor(8) as pool:
+        def claim_until_none(_):
+            got = []
+            while batch := claim_due_deliveries(store, limit=37, **later):
+                got += [c.id for c in batch]
+            return got
+        ids = [i for got in pool.map(claim_until_none, range(8)) for i in got]
+    assert len(ids) == len(set(ids)) == 1000
