@@ -398,16 +398,19 @@ class Sender:
             last_claim = float("-inf")
             while not stop.is_set():
                 now = time.monotonic()
-                if self._claiming is None and (
-                        self._woken.is_set() or now - last_claim >= self.idle_sleep
-                        or (self._claim_more and now - last_claim >= CLAIM_GAP and self._ready() < CLAIM_LOW)):
+                # (claim again once CLAIM_GAP is over, not only after the idle sleep, while few
+                # claimed rows are ready to start and the last claim found some or slots freed)
+                soon = self._claiming is None and self._claim_more and self._ready() < CLAIM_LOW
+                if self._claiming is None and (self._woken.is_set() or now - last_claim >= self.idle_sleep
+                                               or (soon and now - last_claim >= CLAIM_GAP)):
                     self._woken.clear()
-                    last_claim = now
+                    last_claim, soon = now, False
                     self._claim(self.svc.clock())
                 self._claimed()
                 self._dispatch(client)
                 self._record()
-                await self._wait(self._record_timeout(max(0.0, last_claim + self.idle_sleep - time.monotonic())))
+                wake_at = last_claim + (CLAIM_GAP if soon else self.idle_sleep)
+                await self._wait(self._record_timeout(max(0.0, wake_at - time.monotonic())))
                 self._collect()
             self._stopping = True
             while self.running or not self._claimed():
