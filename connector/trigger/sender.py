@@ -53,6 +53,7 @@ SLOW = 1.0             # seconds: a host or key answering its last attempt soone
 CLAIM_BATCH = 256      # rows one claim takes at most
 CLAIM_LOW = 32         # claim again before the idle sleep is over when fewer wait ready to start ...
 CLAIM_GAP = 0.02       # ... at most this often (seconds)
+START_BATCH = 32      # attempts started in one turn of the loop at most, so answers are read in between
 RECORD_BATCH = 64      # attempts recorded in one transaction ...
 RECORD_EVERY = 0.05    # ... or sooner, once the oldest has waited this long (seconds)
 RECORD_RETRY = 2.0     # seconds between two tries to record outcomes the database refused
@@ -87,6 +88,7 @@ class Sender:
         self._recording = None                   # (future, attempts) of the outcomes being written
         self._claiming = None                    # the claim running on the database thread
         self._claim_more = True                  # a claim may find more (the last found some, or slots freed)
+        self._start_more = False                 # _dispatch stopped at START_BATCH with more to start
         self._stopping = False
         self._woken = threading.Event()          # set by wake(), from any thread
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -191,16 +193,22 @@ class Sender:
         share, each receiver host within its cap, all within the capacity. The last
         ``share`` slots are kept for keys with fewer than ``delivery_per_key`` attempts
         open: shares taken while fewer keys had work shrink only as their attempts end,
-        and a key that has just got work must not wait for that."""
+        and a key that has just got work must not wait for that. At most ``START_BATCH``
+        start in one turn of the loop: hundreds of hanging receivers' attempts starting at
+        once held up the answers of a healthy key's running ones."""
+        self._start_more = False
         if self._stopping:
             return
         share = self.share()
         crowded = self.capacity - share      # beyond this, only keys below the floor start more
-        started = True
+        started, budget = True, START_BATCH
         while started and len(self.running) < self.capacity:
             started = False
             for key in list(self.queues):
                 if len(self.running) >= self.capacity:
+                    return
+                if budget == 0:          # the rest at the next turn of the loop, after what has finished
+                    self._start_more = True
                     return
                 running = self.running_keys[key]
                 if running >= share or (running >= self.floor and len(self.running) >= crowded):
@@ -216,7 +224,7 @@ class Sender:
                     self.queues[key] = queue
                 self.waiting -= 1
                 self._start(client, claimed)
-                started = True
+                started, budget = True, budget - 1
 
     # -- attempts ------------------------------------------------------------------------------
 
@@ -328,7 +336,7 @@ class Sender:
 
     async def _wait(self, timeout: float | None) -> None:
         """Until an attempt finishes, a claim or a write ends, wake() is called, or ``timeout`` passes."""
-        if self.finished or (self._claiming.done() if self._claiming is not None
+        if self.finished or self._start_more or (self._claiming.done() if self._claiming is not None
                              else self._woken.is_set() and not self._stopping):
             await asyncio.sleep(0)        # (let the attempts run: returning at once would never yield)
             return
@@ -412,7 +420,7 @@ class Sender:
                 wake_at = last_claim + (CLAIM_GAP if soon else self.idle_sleep)
                 await self._wait(self._record_timeout(max(0.0, wake_at - time.monotonic())))
                 self._collect()
-            self._stopping = True
+            self._stopping, self._start_more = True, False
             while self.running or not self._claimed():
                 await self._wait(None)
                 self._collect()
