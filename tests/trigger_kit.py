@@ -99,9 +99,9 @@ def trigger_settings(fake: FakeDumpling, database_url: str, **overrides) -> Sett
 
 
 def make_due(svc) -> None:
-    """Every watch is due now (instead of waiting out the poll interval)."""
+    """Every watch is due now by its own schedule (instead of waiting out the poll interval)."""
     with svc.store.begin() as conn:
-        conn.execute(watches.update().values(next_poll_at=0))
+        conn.execute(watches.update().values(next_poll_at=0, scheduled_at=0))
 
 
 def follower_pages(fake: FakeDumpling) -> int:

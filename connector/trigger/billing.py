@@ -12,6 +12,13 @@ nothing else.
   others already have). Followers that read finds for the first time also go to the
   subscriptions that are paid up at that moment, at no cost to them: their next paid
   poll would have found them, and would now find nothing instead.
+- A read now (``POST /hooks/<id>/poll``) of a watch its schedule has not made due yet is
+  paid by the keys that asked for it alone (:func:`read_now_keys`), and shared like a
+  catch-up read: with the other paid-up subscriptions, at no cost to them (a full walk's
+  losses too: they go to its payers and the keys paid up when it started). The watch's
+  schedule starts again from that read. A watch due anyway (its schedule, a backlog, a walk
+  under way) is read as a regular poll. A read now that none of its askers can pay is not
+  made: the watch waits for its schedule, and nobody else pays for it.
 - A backlog gap's followers predate every subscription made after the gap opened, so only
   keys subscribed by then pay for (and receive) its pages; a gap nobody can receive is dropped.
 - A key charged for a poll whose results it can no longer receive (it unsubscribed, or its
@@ -65,6 +72,28 @@ def paying_subscriptions(subs, settings, now: float) -> list:
     fresh_after = now - settings.poll_freshness
     return [s for s in subs if s["status"] in BILLED_STATUSES
             and (s["kind"] == "hook" or (s["last_called_at"] is not None and s["last_called_at"] >= fresh_after))]
+
+
+def read_now_asked(sub, watch) -> bool:
+    """The hook asked for a read now that no poll of its watch has served yet."""
+    asked = sub["poll_requested_at"]
+    return sub["kind"] == "hook" and asked is not None and \
+        (watch["last_poll_at"] is None or asked >= watch["last_poll_at"])
+
+
+def scheduled_at(watch) -> float:
+    """When the watch's own schedule makes it due (a read now moves only ``next_poll_at``)."""
+    return watch["next_poll_at"] if watch["scheduled_at"] is None else watch["scheduled_at"]
+
+
+def read_now_keys(subs, watch, paying, now: float) -> frozenset | None:
+    """The keys a poll at ``now`` is read for alone: those that asked for a read now (of
+    those paying; maybe none) when the watch is not due by its own schedule; None for a
+    regular poll (nobody asked, or the watch was due anyway)."""
+    asked = {sub["key_id"] for sub in subs if read_now_asked(sub, watch)}
+    if not asked or scheduled_at(watch) <= now:
+        return None
+    return frozenset(asked & {sub["key_id"] for sub in paying})
 
 
 def active_subscription_clause(settings, now: float, watch_table=watches):

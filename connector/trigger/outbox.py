@@ -202,7 +202,8 @@ def _gap_events(svc, watch, subs, lost: LostGap, now: float) -> tuple[list, list
 # call costs more CPU than running it).
 _CLOSE_POLL = watches.update().where(
     watches.c.id == sa.bindparam("wid"), watches.c.lease_owner == sa.bindparam("owner")).values(
-    last_poll_at=sa.bindparam("now"), next_poll_at=sa.bindparam("next_poll"), lease_owner=None,
+    last_poll_at=sa.bindparam("now"), next_poll_at=sa.bindparam("next_poll"),
+    scheduled_at=sa.bindparam("scheduled"), lease_owner=None,
     lease_expires_at=None, credits_spent=watches.c.credits_spent + sa.bindparam("spent"),
     pages_read=watches.c.pages_read + sa.bindparam("pages"), status=sa.bindparam("status"),
     last_error=sa.bindparam("last_error"), last_error_kind=sa.bindparam("last_error_kind"),
@@ -230,12 +231,15 @@ def _keep_read_now(conn, wid: str, subs, started: float, next_poll: float) -> No
 def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: list[Found], *, now: float,
                 pages: int = 0, backlog: bool = False, subscriber: str | None = None,
                 observation: Observation | None = None, counts=None, threshold: tuple | None = None,
-                snapshot: tuple | None = None, next_poll: float | None = None, lost_gap: LostGap | None = None) -> int:
+                snapshot: tuple | None = None, next_poll: float | None = None, scheduled: float | None = None,
+                lost_gap: LostGap | None = None) -> int:
     """The poll's one transaction; returns how many events were new.
 
     The next poll is the schedule's (:func:`.schedule.plan`) from ``observation``, what
     the poll saw (None: it read nothing); a backlog is read again at once, and so is a watch
-    whose read now was asked while the poll read (:func:`_keep_read_now`).
+    whose read now was asked while the poll read (:func:`_keep_read_now`). ``scheduled``: when
+    the watch's own schedule makes it due next (``next_poll`` unless a read now's poll says
+    otherwise: a read now moves only ``next_poll_at``).
     Raises :class:`LeaseLost` without the lease. On any failure everything ``tab`` holds
     is refunded before the exception goes on. ``subscriber``: the key a catch-up read was
     made for (it has no subscription yet, and keeps what it paid). ``lost_gap``: a gap the poll
@@ -245,10 +249,13 @@ def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: li
     schedule = plan(watch.get("schedule_state"), observation, now, Policy.from_settings(svc.settings))
     if next_poll is None:      # (a snapshot watch keeps its own schedule: full walks, checkEveryHours)
         next_poll = now if backlog else schedule.next_poll_at
+    if scheduled is None:
+        scheduled = next_poll
     try:
         with svc.store.write() as conn:
             result = conn.execute(_CLOSE_POLL, {
-                "wid": wid, "owner": owner, "now": now, "next_poll": next_poll, "spent": tab.total, "pages": pages,
+                "wid": wid, "owner": owner, "now": now, "next_poll": next_poll, "scheduled": scheduled,
+                "spent": tab.total, "pages": pages,
                 "interval": schedule.interval, "rate": rate_per_day(schedule.state),
                 "schedule": dump_state(schedule.state),
                 **{name: values.get(name, watch[name]) for name in _KEPT}})

@@ -9,6 +9,12 @@ its lease, every credit it took is given back.
 A *catch-up* poll (``subscriber``) is read for a key about to subscribe to a watch that
 already exists: that key alone pays, so the followers who exist at that moment never fire
 for it; new ones are shared with the subscriptions paid up at that moment.
+
+A *read now* poll is one its schedule had not made due (``watches.scheduled_at``) but
+hooks asked for (``POST /hooks/<id>/poll``): the keys that asked alone pay, and what it finds
+is shared the same way (:func:`.billing.read_now_keys`). Like a catch-up read it reads the
+top and leaves older gaps to the regular polls. One that none of its askers can pay reads
+nothing and leaves the watch's schedule as it was.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import sqlalchemy as sa
 from .. import metrics
 from ..errors import ERROR_KINDS, BadRequest, NotOffered, UpstreamError, redact
 from ..store.keys import Caller
-from .billing import Tab, load_callers, paying_subscriptions
+from .billing import Tab, load_callers, paying_subscriptions, read_now_keys, scheduled_at
 from .crypto import decrypt_credentials
 from ..providers.paging import Paginator
 from .detect import LoopDetected, Walk, keyed, out_of_reach, walk
@@ -104,9 +110,12 @@ class _Poll:
         self.opts = svc.settings.worker
         self.now = svc.clock()
         self.page_payers: list[frozenset] = []     # who may receive each page read, in order
+        self.paid: list[frozenset] = []            # who paid each page read, in order
         self.first_page: list = []
         self.sharers: frozenset = frozenset()
         self.eligible = None                        # keys that may pay the walk under way (a gap's)
+        self.only = None                            # a read now: the keys that asked (they alone pay)
+        self.asked = False                          # read for keys that asked, before the watch's schedule
         self.key_since: dict[str, float] = {}      # key id -> its earliest subscription on the watch
         self.followed_at: dict[str, float] = {}    # follower key -> follow time, where the provider tells it
 
@@ -119,17 +128,27 @@ class _Poll:
         self.watch = prepared.watch
         self.subs = prepared.subs
         self.manifest = reader_manifest(self.svc.manifests, self.watch["operation"])
+        self.scheduled = scheduled_at(self.watch)
         paying = paying_subscriptions(prepared.subs, self.svc.settings, self.now)
         for sub in paying:
             since = self.key_since.get(sub["key_id"])
             self.key_since[sub["key_id"]] = sub["created_at"] if since is None else min(since, sub["created_at"])
         if self.subscriber is None:
             callers = {k: prepared.callers.get(k) for k in sorted({s["key_id"] for s in paying})}
+            self.only = read_now_keys(prepared.subs, self.watch, paying, self.now)
+            if self.only is not None:   # (those that asked pay; the paid-up others share, as a catch-up)
+                self.asked, self.eligible = True, self.only
+                self.sharers = frozenset(s["key_id"] for s in paying if s["status"] == "active") - self.only
         else:
             callers = {self.subscriber.id: self.subscriber}
             self.sharers = frozenset(s["key_id"] for s in paying if s["status"] == "active")
         self.tab = Tab(self.svc.keys, callers, self.manifest.cost)
         return True
+
+    @property
+    def early(self) -> bool:
+        """The watch's own schedule has not made it due yet (a read now was asked)."""
+        return self.scheduled > self.now
 
     def fetch(self, cursor: Any):
         """One page, paid first; None when nobody can pay for it."""
@@ -143,6 +162,7 @@ class _Poll:
         except BaseException:
             self.tab.refund_page(payers)
             raise
+        self.paid.append(payers)
         self.page_payers.append(payers | self.sharers)
         if len(self.page_payers) == 1:
             self.first_page = keyed(page.records)
@@ -179,11 +199,14 @@ class _Poll:
 
     def commit(self, values: dict, found: list[Found], *, pages: int = 0, backlog: bool = False,
                observation: Observation | None = None, threshold: tuple | None = None,
-               snapshot: tuple | None = None, next_poll: float | None = None, lost_gap: LostGap | None = None) -> int:
+               snapshot: tuple | None = None, next_poll: float | None = None, scheduled: float | None = None,
+               lost_gap: LostGap | None = None) -> int:
+        if self.asked and not pages:   # a read now that read nothing leaves the schedule as it was
+            next_poll = scheduled = self.scheduled
         return commit_poll(self.svc, self.watch, self.owner, self.tab, values, found, now=self.now, pages=pages,
                            backlog=backlog, subscriber=self.subscriber.id if self.subscriber else None,
                            observation=observation, counts=self.events_by, threshold=threshold,
-                           snapshot=snapshot, next_poll=next_poll, lost_gap=lost_gap)
+                           snapshot=snapshot, next_poll=next_poll, scheduled=scheduled, lost_gap=lost_gap)
 
     def fail(self, kind: str | None, message: str, status: str, clear_gaps: bool = False) -> PollResult:
         """Record a failed poll. What it read is dropped, so what it charged is refunded."""
@@ -196,6 +219,16 @@ class _Poll:
         except LeaseLost:
             return self.lost()
         return self.result(status)
+
+    def withdrawn(self) -> PollResult:
+        """A read now none of its askers could pay: nothing is read, nobody else pays, and the
+        watch keeps its status and its schedule (the requests count as served)."""
+        self.tab.refund()
+        try:
+            self.commit({}, [])
+        except LeaseLost:
+            return self.lost()
+        return self.result(self.watch["status"])
 
     def upstream_failed(self, exc: UpstreamError) -> PollResult:
         """Record a poll the upstream failed (logged redacted); the result carries the error
@@ -266,8 +299,9 @@ def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
             # The known accounts sank below the readable list: so did every older gap.
             lost_at, gaps = (None, top), []
         for index, gap in enumerate(gaps):
-            # A catch-up read is the subscriber's: the older gaps stay for the regular polls.
-            if remaining <= 0 or top.reason == "unpaid" or subscriber is not None:
+            # A catch-up read is the subscriber's, a read now its askers': the older gaps stay
+            # for the regular polls.
+            if remaining <= 0 or top.reason == "unpaid" or subscriber is not None or poll.only is not None:
                 new_gaps.extend(gaps[index:])
                 break
             poll.eligible = poll.gap_payers(gap["since"])
@@ -298,6 +332,8 @@ def poll_watch(svc, wid: str, owner: str, *, max_pages: int | None = None,
         # The subscriber could not pay its catch-up read: nothing was read, nothing changes.
         release_watch(svc.store, wid, owner)
         return poll.result(watch["status"])
+    if poll.asked and pages == 0:
+        return poll.withdrawn()
     # Each new follower with the keys that may receive it and when its gap opened, newest first.
     found, offset, lost_gap = [], 0, None
     total = next((w.total for w, _ in walks if w.total is not None), None)
@@ -342,11 +378,13 @@ def _opened(since: float | None, mark: dict | None, watch, now: float) -> float:
 def _poll_threshold(poll: _Poll) -> PollResult:
     """One read of a profile (:mod:`.threshold`): paid once by each paying key, then committed."""
     svc, watch, manifest = poll.svc, poll.watch, poll.manifest
-    payers = poll.tab.pay_page()
+    payers = poll.tab.pay_page(poll.eligible)
     if payers is None:
         if poll.subscriber is not None:      # nothing was read, nothing changes
             release_watch(svc.store, poll.wid, poll.owner)
             return poll.result(watch["status"])
+        if poll.asked:
+            return poll.withdrawn()
         try:
             poll.commit({"status": "paused_credits", "last_error": NOBODY_PAYS, "last_error_kind": None}, [])
         except LeaseLost:
@@ -373,7 +411,8 @@ def _poll_threshold(poll: _Poll) -> PollResult:
 def _poll_snapshot(poll: _Poll, budget: int) -> PollResult:
     """Up to ``budget`` pages of a full walk of the list (:mod:`.snapshot`), every page paid by
     each key paying the walk; the walk goes on at the next poll (the watch stays due) until it
-    is complete, then the commit compares it with the last one."""
+    is complete, then the commit compares it with the last one. A walk a read now asked for is
+    paid by the keys that asked, to its end, and shared with the keys paid up when it started."""
     svc, watch, manifest = poll.svc, poll.watch, poll.manifest
     if poll.subscriber is not None:
         # A new subscriber of an existing snapshot watch shares its next full walk; no read now.
@@ -385,9 +424,14 @@ def _poll_snapshot(poll: _Poll, budget: int) -> PollResult:
     next_poll = snapshot.next_walk(manifest, poll.subs, poll.now, SILENT_STATUSES)
     current: list = []
     cursors = list(so_far["cursors"]) if so_far else []
-    # A walk under way is paid by the keys that paid all of it: a key that came later would pay
-    # pages whose walk it cannot receive.
-    poll.eligible = frozenset(so_far["payers"]) if so_far else None
+    # A walk under way is paid by the keys that paid all of it (a key that came later would pay
+    # pages whose walk it cannot receive), and shared as it was when it started, whoever asks.
+    new_sharers, shared = poll.sharers, so_far.get("sharers") if so_far else None
+    if so_far:
+        poll.eligible, poll.sharers = frozenset(so_far["payers"]), frozenset(shared or ())
+        poll.asked = poll.asked or (shared is not None and poll.early)   # (a read now's walk going on)
+    else:
+        shared = None if poll.only is None else sorted(poll.sharers)
     paginator = Paginator(cursors[-1] if cursors else None)
     done = False
     try:
@@ -396,12 +440,17 @@ def _poll_snapshot(poll: _Poll, budget: int) -> PollResult:
                 total = max(len(current), state.get("total") or 0)
                 raise snapshot.too_many(svc.settings, total)
             page = poll.fetch(paginator.cursor)
-            if page is None and so_far is not None and not poll.page_payers:
-                # Nobody who paid the walk under way can go on: a new walk, for whoever pays now.
-                so_far, cursors, poll.eligible, paginator = None, [], None, Paginator(None)
+            if page is None and so_far is not None and not poll.page_payers and (poll.only or not poll.early):
+                # Nobody who paid the walk under way can go on: a new walk, for whoever pays now
+                # (before the schedule, the keys that asked for a read now).
+                so_far, cursors, paginator = None, [], Paginator(None)
+                poll.eligible, poll.sharers = poll.only, new_sharers
+                shared = None if poll.only is None else sorted(new_sharers)
                 page = poll.fetch(None)
             if page is None:      # nobody can pay the rest: the walk is not full, nothing is compared
                 poll.tab.refund()
+                if poll.asked:    # (a read now's: the watch waits for its schedule)
+                    return poll.withdrawn()
                 try:
                     poll.commit({"status": "paused_credits", "last_error": NOBODY_PAYS, "last_error_kind": None}, [],
                                 next_poll=next_poll)
@@ -432,12 +481,14 @@ def _poll_snapshot(poll: _Poll, budget: int) -> PollResult:
         poll.tab.refund()
         raise
     pages = len(poll.page_payers)
-    payers = frozenset.intersection(*poll.page_payers) if poll.page_payers else frozenset()
-    walked = snapshot.Walked(current, pages, payers, None if done else cursors, so_far)
+    payers = frozenset.intersection(*poll.paid) if poll.paid else frozenset()
+    walked = snapshot.Walked(current, pages, payers, None if done else cursors, so_far,
+                             None if shared is None else frozenset(shared))
     values = {"status": "active", "last_error": None, "last_error_kind": None}
-    try:
+    try:   # (a read now's walk going on keeps the schedule it came before)
         inserted = poll.commit(values, [], pages=pages, snapshot=(manifest, walked),
-                               next_poll=next_poll if done else poll.now)
+                               next_poll=next_poll if done else poll.now,
+                               scheduled=next_poll if done else max(poll.scheduled, poll.now))
     except LeaseLost:
         return poll.lost()
     return poll.result("active", new_events=inserted, pages=pages, first_page=poll.first_page)

@@ -6,15 +6,19 @@ watch's own schedule (the smallest ``checkEveryHours`` of its subscriptions), or
 pass after ``POST /hooks/<id>/poll``. A poll reads at most its page budget (a polling
 request's is small: Zapier waits 30 s), so a walk may take several polls: the watch stays due
 until it is complete, and only the keys that paid every page of it receive what it finds.
+A walk made early for a read now is paid by the keys that asked (:mod:`.billing`); its
+losses also go to the keys it is *shared* with, those paid up when it started, at no cost
+to them (they leave the state once told: a later walk would not find them again).
 A walk cut short (an error, nobody paying) compares nothing: only full walks count.
 
 The watch's state (``watches.state``) is the last full walk: each follower's fields as last
 seen, when it was last seen, and in how many full walks since it has been missing; and the
 walk under way, if any (the cursors read so far, the last one where it goes on, its pages,
-the followers' keys it saw, the keys that paid all of it)::
+the followers' keys it saw, the keys that paid all of it, and for a read now's walk the keys
+it is shared with)::
 
     {"total", "pageSize", "perCheck", "walks", "followers": {key: [fields, lastSeenAt, misses]},
-     "walk": {"cursors", "pages", "seen", "payers"}}
+     "walk": {"cursors", "pages", "seen", "payers", ["sharers"]}}
 
 A follower missing from two full walks in a row fires once and leaves the state; one missing
 walk is not enough (a follower back in the next walk starts from zero again). The first full
@@ -104,12 +108,14 @@ def sample_event(manifest, watch, now: float) -> dict:
 class Walked:
     """What one poll read of a walk: its records ``[(key, record)]``, its pages, the keys that
     paid every one of them, the cursors of the walk so far when it goes on at the next poll
-    (None: the walk is complete), and the walk it continued (None: it started one)."""
+    (None: the walk is complete), the walk it continued (None: it started one), and the keys
+    a read now's walk is shared with (None: a regular walk)."""
     read: list
     pages: int
     payers: frozenset
     cursors: list | None = None
     so_far: dict | None = None
+    sharers: frozenset | None = None
 
 
 def walk_under_way(state: dict, watch) -> dict | None:
@@ -133,6 +139,8 @@ def snapshot_events(manifest, watch, subs, walked: Walked, now: float, silent=()
     pages = so_far["pages"] + walked.pages
     if walked.cursors is not None:
         state["walk"] = {"cursors": walked.cursors, "pages": pages, "seen": seen, "payers": sorted(payers)}
+        if walked.sharers is not None:
+            state["walk"]["sharers"] = sorted(walked.sharers)
         return [], [], json.dumps(state, separators=(",", ":"))
     seen, lost = set(seen), []
     for key, (fields, at, misses) in list(followers.items()):
@@ -148,8 +156,9 @@ def snapshot_events(manifest, watch, subs, walked: Walked, now: float, silent=()
     new_state = {"total": total, "pageSize": size, "perCheck": pages_for(total, size) * manifest.cost,
                  "walks": state["walks"] + 1, "followers": followers}
     targets = ([], [])
+    receivers = payers | (walked.sharers or frozenset())
     for sub in subs:
-        if sub["event"] == manifest.event and sub["key_id"] in payers and sub["status"] not in silent:
+        if sub["event"] == manifest.event and sub["key_id"] in receivers and sub["status"] not in silent:
             (targets[0] if sub["kind"] == "hook" else targets[1]).append(sub["id"])
     rows = []
     for key, fields, at in sorted(lost, key=lambda item: (item[2], item[0])):

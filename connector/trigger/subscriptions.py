@@ -289,11 +289,16 @@ READ_NOW_EVERY = 60.0     # seconds: POST /hooks/<id>/poll at most once a minute
 
 
 def request_read(svc, caller: Caller, hook_id: str) -> dict:
-    """Have the hook's watch read at the worker's next pass, whatever its schedule (charged as
-    any read). At most once a :data:`READ_NOW_EVERY` per hook, else :class:`RateLimited`."""
+    """Have the hook's watch read at the worker's next pass, whatever its schedule: paid by the
+    keys that asked alone unless the schedule made it due anyway (see :mod:`.billing`), so the
+    caller's balance must cover a read first. At most once a :data:`READ_NOW_EVERY` per hook,
+    else :class:`RateLimited`."""
     now = svc.clock()
     with svc.store.connect() as conn:
         sub = _own_hook(conn, caller, hook_id)
+        watch = get_watch(conn, sub["watch_id"])
+    if watch is not None and not can_pay(svc.keys, caller, reader_manifest(svc.manifests, watch["operation"]).cost):
+        raise InsufficientCredits()
     with svc.store.write() as conn:
         # One statement decides, so two requests at once cannot both pass.
         taken = conn.execute(subscriptions.update().where(

@@ -33,6 +33,8 @@ watches = sa.Table(
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("last_poll_at", sa.Float, nullable=True),
     sa.Column("next_poll_at", sa.Float, nullable=False),
+    # When its own schedule makes it due; a read now brings only next_poll_at forward (NULL: as next_poll_at).
+    sa.Column("scheduled_at", sa.Float, nullable=True),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("last_error_kind", sa.String(32), nullable=True),
     sa.Column("list_state", sa.Text, nullable=True),              # JSON: unread gaps and the mark, see load_gaps

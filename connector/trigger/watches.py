@@ -22,6 +22,7 @@ from ..errors import InsufficientCredits
 from ..manifests import Manifest
 from ..store import insert_ignore
 from ..store.keys import Caller
+from .billing import read_now_asked
 from .crypto import credential_hash, encrypt_credentials
 from .detect import keyed
 from .events import EVENT
@@ -64,16 +65,29 @@ def get_watch(conn, wid: str):
 
 def delete_subscription(conn, sub_id: str, wid: str) -> None:
     """Delete a subscription, then its watch if no subscription uses it any more (a later
-    subscription starts from a fresh baseline). Run it in a write transaction.
+    subscription starts from a fresh baseline). Run it in a write transaction. A read now
+    the hook asked for and no poll served yet goes with it: unless another hook asked too,
+    the watch waits for its schedule again (nobody else pays for that read).
 
     The watch row is locked first, in the order a poll's commit takes them (watch, then its
     subscriptions), so the two never deadlock on PostgreSQL."""
-    conn.execute(sa.select(watches.c.id).where(watches.c.id == wid).with_for_update())
+    watch = conn.execute(sa.select(watches.c.last_poll_at).where(watches.c.id == wid).with_for_update()
+                         ).mappings().first()
+    sub = conn.execute(sa.select(subscriptions.c.kind, subscriptions.c.poll_requested_at)
+                       .where(subscriptions.c.id == sub_id)).mappings().first()
     conn.execute(subscriptions.delete().where(subscriptions.c.id == sub_id))
     left = conn.execute(sa.select(sa.func.count()).select_from(subscriptions)
                         .where(subscriptions.c.watch_id == wid)).scalar_one()
     if not left:
         conn.execute(watches.delete().where(watches.c.id == wid))
+    elif watch is not None and sub is not None and read_now_asked(sub, watch):
+        asked = subscriptions.c.poll_requested_at >= watch["last_poll_at"] if watch["last_poll_at"] is not None \
+            else subscriptions.c.poll_requested_at.is_not(None)
+        others = conn.execute(sa.select(subscriptions.c.id).where(
+            subscriptions.c.watch_id == wid, subscriptions.c.kind == "hook", asked).limit(1)).first()
+        if others is None:
+            conn.execute(watches.update().where(watches.c.id == wid, watches.c.next_poll_at < watches.c.scheduled_at)
+                         .values(next_poll_at=watches.c.scheduled_at))
 
 
 def load_gaps(raw: str | None) -> list[dict]:
@@ -174,7 +188,7 @@ def create_watch(svc, manifest: Manifest, provider_name: str, credentials: str |
         extra = {"list_state": dump_gaps([], {"at": now, "total": page.total, "read": 0, "top": page.total})}
     if manifest.strategy == "snapshot":
         try:   # refused above the limit, before anything is stored (the read is given back)
-            extra = {"state": initial_snapshot(svc.settings, page, cost), "next_poll_at": now}
+            extra = {"state": initial_snapshot(svc.settings, page, cost), "next_poll_at": now, "scheduled_at": now}
         except BaseException:
             svc.keys.refund(caller, cost)
             raise
@@ -185,7 +199,8 @@ def create_watch(svc, manifest: Manifest, provider_name: str, credentials: str |
         created = conn.execute(insert_ignore(svc.store.dialect, watches, {
             "id": wid, "provider": provider_name, "cred_hash": cred_hash, "credentials_enc": encrypted,
             "handle": handle, "operation": operation, "status": "active", "last_poll_at": now,
-            "next_poll_at": now + svc.settings.poll_interval, "poll_interval": svc.settings.poll_interval,
+            "next_poll_at": now + svc.settings.poll_interval, "scheduled_at": now + svc.settings.poll_interval,
+            "poll_interval": svc.settings.poll_interval,
             "credits_spent": cost, "pages_read": 1,
             "created_at": now, **extra}).returning(watches.c.id)).first() is not None
         if created and manifest.strategy == "newest_first":
