@@ -281,8 +281,9 @@ def hook_operations(triggers: list[dict]) -> dict[str, dict]:
         },
         hooks["route"] + "/{hookId}/poll": {
             "post": {"operationId": "read_hook_now", "summary": "Read a hook's account now",
-                     "description": "The hook's watch is read at the worker's next pass, whatever its schedule, "
-                                    "and charged as any read. At most once a minute per hook.",
+                     "description": "The hook's watch is read at the worker's next pass, whatever its schedule. "
+                                    "A read its schedule had not made due is paid by the keys that asked alone "
+                                    "(the caller's balance must cover one read); at most once a minute per hook.",
                      "tags": tag, "parameters": hook_id,
                      "responses": {"202": {"description": "Queued for the next pass", "headers": RATE_HEADERS,
                                            "content": json_content(READ_NOW_SCHEMA)},
