@@ -23,6 +23,7 @@ from tests.trigger_kit import (HANDLE, dumpling, follower_pages, make_due, recei
                                trigger_settings, world)
 
 HOOKS = "/api/v1/hooks"
+POLL = "/api/v1/triggers/new-follower"
 HOUR = 3600
 
 
@@ -115,6 +116,27 @@ def test_a_read_now_is_paid_by_the_key_that_asked_and_shared_with_the_others(liv
     read = pages(dumpling) - before
     assert read == 1 and balances() == (a - read, b - read)
     assert once_each(b_receiver) == {u.id: 1 for u in found + later + last}
+
+
+def test_keys_that_ask_together_each_pay_and_a_polling_caller_shares_the_read(live, clock, tenants, world,  # noqa: F811
+                                                                             dumpling, receivers):  # noqa: F811
+    svc = live.services
+    http_a, http_b, balances = tenants
+    c_raw, c = svc.keys.create(name="C", credits=1000)
+    with live.client(c_raw) as http_c:
+        a_hook = subscribe(http_a, receivers())["id"]
+        c_hook = subscribe(http_c, receivers())["id"]
+        assert len(http_b.post(POLL, json={"handle": HANDLE}).json()["events"]) == 30    # B polls: its samples
+        (a, b), c_left = balances(), svc.keys.balance(c["id"])
+        new = world.add_followers(HANDLE, 3)
+        for http, hook in ((http_a, a_hook), (http_c, c_hook)):
+            assert http.post(f"{HOOKS}/{hook}/poll").status_code == 202
+        clock.advance(1)
+        before = pages(dumpling)
+        polled = http_b.post(POLL, json={"handle": HANDLE}).json()["events"]      # the read, inside B's call
+        assert pages(dumpling) - before == 1
+        assert {e["follower"]["id"] for e in polled[:3]} == {u.id for u in new}      # B's, for nothing
+        assert balances() == (a - 1, b) and svc.keys.balance(c["id"]) == c_left - 1   # A and C paid the page
 
 
 def test_a_milestone_read_now_is_paid_by_the_key_that_asked(live, clock, tenants, world, dumpling,  # noqa: F811
