@@ -73,8 +73,8 @@ def once_each(receiver, field: str = "follower") -> Counter:
                    for body in receiver.delivered())
 
 
-def test_a_read_now_is_paid_by_the_key_that_asked_and_shared_with_the_others(live, clock, tenants, world, dumpling,  # noqa: F811
-                                                                             receivers):  # noqa: F811
+def test_a_read_now_is_paid_by_the_key_that_asked_and_shared_with_the_others(  # noqa: F811
+        live, clock, tenants, world, dumpling, receivers):  # noqa: F811
     svc = live.services
     http_a, http_b, balances = tenants
     a_receivers, b_receiver = [receivers(), receivers()], receivers()
@@ -167,8 +167,8 @@ def test_a_milestone_read_now_is_paid_by_the_key_that_asked(live, clock, tenants
     assert once_each(b_receiver, "milestone") == {80: 1, 90: 1, 100: 1}
 
 
-def test_a_lost_follower_read_now_walk_is_paid_by_the_key_that_asked(live, clock, tenants, world, dumpling,  # noqa: F811
-                                                                     receivers):  # noqa: F811
+def test_a_lost_follower_read_now_walk_is_paid_by_the_key_that_asked(  # noqa: F811
+        live, clock, tenants, world, dumpling, receivers):  # noqa: F811
     svc = live.services
     http_a, http_b, balances = tenants
     a_receiver, b_receiver = receivers(), receivers()
@@ -184,8 +184,10 @@ def test_a_lost_follower_read_now_walk_is_paid_by_the_key_that_asked(live, clock
     for hook in a_hooks:                                                # two full walks A asks for
         assert http_a.post(f"{HOOKS}/{hook}/poll").status_code == 202
         before = pages(dumpling)
-        passes(svc, clock)
-        assert pages(dumpling) - before == per_check
+        clock.advance(1)
+        polled = poll_due_watches(svc)                                  # two polls: the budget is 2 pages
+        assert (polled.watches, polled.pages) == (2, per_check) and pages(dumpling) - before == per_check
+        deliver_due_webhooks(svc)
         a -= per_check
         assert balances() == (a, b)                                     # each page of both polls: A's
     assert once_each(b_receiver) == {gone.id: 1}                        # the loss, shared with B
@@ -197,23 +199,23 @@ def test_a_lost_follower_read_now_walk_is_paid_by_the_key_that_asked(live, clock
     assert pages(dumpling) - before == per_check and balances() == (a - per_check, b - per_check)
 
 
-def _deletes(http, hook, world):  # noqa: F811
+def _deletes(http, hook, world):
     assert http.delete(f"{HOOKS}/{hook}").status_code == 204
 
 
-def _pauses(http, hook, world):  # noqa: F811
+def _pauses(http, hook, world):
     assert http.patch(f"{HOOKS}/{hook}", json={"enabled": False}).status_code == 200
 
 
-def _spends_its_credits(http, hook, world):  # noqa: F811
+def _spends_its_credits(http, hook, world):
     world.add_account("elsewhere", followers=5)
     r = http.post(HOOKS, json={"event": "new_follower", "handle": "elsewhere", "targetUrl": "http://127.0.0.1:9/x"})
     assert r.status_code == 201, r.text                                 # its last credit
 
 
 @pytest.mark.parametrize("then", [_deletes, _pauses, _spends_its_credits])
-def test_a_read_now_its_asker_cannot_pay_is_not_made_at_the_others_cost(serve, dumpling, database_url, clock,  # noqa: F811
-                                                                        world, receivers, then):  # noqa: F811
+def test_a_read_now_its_asker_cannot_pay_is_not_made_at_the_others_cost(  # noqa: F811
+        serve, dumpling, database_url, clock, world, receivers, then):  # noqa: F811
     live = serve(trigger_settings(dumpling, database_url, clock=clock, poll_policy="fixed", poll_interval=HOUR))
     svc = live.services
     a_raw, a = svc.keys.create(name="A", credits=2)

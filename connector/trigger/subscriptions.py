@@ -297,7 +297,7 @@ def request_read(svc, caller: Caller, hook_id: str) -> dict:
     with svc.store.connect() as conn:
         sub = _own_hook(conn, caller, hook_id)
         watch = get_watch(conn, sub["watch_id"])
-    if watch is not None and not can_pay(svc.keys, caller, reader_manifest(svc.manifests, watch["operation"]).cost):
+    if not can_pay(svc.keys, caller, reader_manifest(svc.manifests, watch["operation"]).cost):
         raise InsufficientCredits()
     with svc.store.write() as conn:
         # One statement decides, so two requests at once cannot both pass.
