@@ -4,7 +4,10 @@ The walk (:mod:`.detect`) reads from the top, then from each unread gap, within 
 budget; every page is paid before it is read (:class:`.billing.Tab`) and the lease is
 renewed before every page after the first. Nothing is written until the end: the outbox
 commit (:func:`.outbox.commit_poll`) stores it all at once, or, if the poll fails or loses
-its lease, every credit it took is given back.
+its lease, every credit it took is given back. A walk that reaches the end of the readable
+list above what the watch knows (:func:`.detect.out_of_reach`) has found a lost gap: its
+subscribers are told once (``gap_detected``), with an estimate from the watch's mark
+(:func:`.watches.missed_estimate`).
 
 A *catch-up* poll (``subscriber``) is read for a key about to subscribe to a watch that
 already exists: that key alone pays, so the followers who exist at that moment never fire
