@@ -248,3 +248,20 @@ def test_a_read_now_is_refused_to_a_key_that_cannot_pay_for_it(live, clock, dump
         r = http.post(f"{HOOKS}/{hook}/poll")
         assert r.status_code == 403 and r.json() == {"error": NO_CREDITS}
         assert http.get(f"{HOOKS}/{hook}").json()["nextPollAt"] == queued     # nothing was queued
+
+
+def test_a_paused_hook_is_told_to_enable_itself_before_asking(live, clock, dumpling, receivers):  # noqa: F811
+    """A paused hook would receive nothing from a read: asking is a 400 that says what to do,
+    and nothing is queued."""
+    raw, _ = live.services.keys.create(name="pauser", credits=100)
+    with live.client(raw) as http:
+        hook = subscribe(http, receivers())["id"]
+        assert http.patch(f"{HOOKS}/{hook}", json={"enabled": False}).status_code == 200
+        queued = http.get(f"{HOOKS}/{hook}").json()["nextPollAt"]
+        r = http.post(f"{HOOKS}/{hook}/poll")
+        assert r.status_code == 400
+        assert r.json() == {"error": f"This hook is paused: a read now would deliver nothing to it. Enable it first "
+                                     f'(PATCH /api/v1/hooks/{hook} with {{"enabled": true}}), then ask again.'}
+        assert http.get(f"{HOOKS}/{hook}").json()["nextPollAt"] == queued     # nothing was queued
+        assert http.patch(f"{HOOKS}/{hook}", json={"enabled": True}).status_code == 200
+        assert http.post(f"{HOOKS}/{hook}/poll").status_code == 202

@@ -21,7 +21,7 @@ import secrets
 
 import sqlalchemy as sa
 
-from ..errors import (UPSTREAM_KINDS, Conflict, InsufficientCredits, NotFoundError, QuotaExceeded,
+from ..errors import (UPSTREAM_KINDS, BadRequest, Conflict, InsufficientCredits, NotFoundError, QuotaExceeded,
                       RateLimited, UpstreamError)
 from ..manifests import Manifest
 from ..store import insert_ignore
@@ -297,6 +297,9 @@ def request_read(svc, caller: Caller, hook_id: str) -> dict:
     with svc.store.connect() as conn:
         sub = _own_hook(conn, caller, hook_id)
         watch = get_watch(conn, sub["watch_id"])
+    if sub["status"] in ("paused", "disabled"):   # (a read would deliver nothing to it)
+        raise BadRequest(f"This hook is {sub['status']}: a read now would deliver nothing to it. Enable it "
+                         f"first (PATCH /api/v1/hooks/{sub['id']} with {{\"enabled\": true}}), then ask again.")
     if not can_pay(svc.keys, caller, reader_manifest(svc.manifests, watch["operation"]).cost):
         raise InsufficientCredits()
     with svc.store.write() as conn:
