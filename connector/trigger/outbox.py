@@ -161,14 +161,20 @@ def _recipients(subs, item: Found, fields: dict | None = None) -> tuple[list[str
     return hooks, polls
 
 
-def _account_events(svc, watch, subs, oldest_first: list[Found], now: float) -> tuple[list, list]:
-    """The events of what a newest-first walk found, one per account and trigger subscribed
-    to on the watch, with their recipients."""
+def _list_subscriptions(svc, subs) -> dict[str, list]:
+    """The watch's subscriptions to newest-first list triggers, by event, each with its filters."""
     by_event: dict[str, list] = {}
     for sub in subs:
         manifest = svc.manifests.get(sub["event"])
         if manifest is not None and manifest.strategy == "newest_first":
             by_event.setdefault(sub["event"], []).append((sub, subscription_filters(manifest, sub)))
+    return by_event
+
+
+def _account_events(svc, watch, by_event: dict[str, list], oldest_first: list[Found],
+                    now: float) -> tuple[list, list]:
+    """The events of what a newest-first walk found, one per account and trigger subscribed
+    to on the watch (``by_event``, :func:`_list_subscriptions`), with their recipients."""
     rows, recipients = [], []
     for item in oldest_first:
         fields = follower_fields(item.record)
@@ -178,14 +184,10 @@ def _account_events(svc, watch, subs, oldest_first: list[Found], now: float) -> 
     return rows, recipients
 
 
-def _gap_events(svc, watch, subs, lost: LostGap, now: float) -> tuple[list, list]:
-    """One ``gap_detected`` event per trigger subscribed to on the watch, to each of its
-    subscriptions that may receive the read that found the gap, whatever their filters."""
-    by_event: dict[str, list] = {}
-    for sub in subs:
-        manifest = svc.manifests.get(sub["event"])
-        if manifest is not None and manifest.strategy == "newest_first":
-            by_event.setdefault(sub["event"], []).append((sub, []))
+def _gap_events(watch, by_event: dict[str, list], lost: LostGap, now: float) -> tuple[list, list]:
+    """One ``gap_detected`` event per trigger subscribed to on the watch (``by_event``), to
+    each of its subscriptions that may receive the read that found the gap, whatever their
+    filters."""
     item = Found("", {}, lost.payers, lost.since)
     rows, recipients = [], []
     for trigger, event_subs in by_event.items():
@@ -194,7 +196,7 @@ def _gap_events(svc, watch, subs, lost: LostGap, now: float) -> tuple[list, list
                               detected_at=now)
         rows.append({"id": payload["id"], "watch_id": watch["id"], "follower_key": subject, "event": GAP,
                      "payload": dumps(payload), "detected_at": now, "baseline": False})
-        recipients.append(_recipients(event_subs, item))
+        recipients.append(_recipients([(sub, []) for sub, _ in event_subs], item))   # (no filter applies)
     return rows, recipients
 
 
@@ -285,9 +287,10 @@ def commit_poll(svc, watch, owner: str, tab: Tab, values: dict, oldest_first: li
                 inserted = store_events(conn, dialect, rows, now, recipients=recipients, counts=counts)
             else:
                 mark_seen(conn, dialect, wid, [item.key for item in oldest_first])
-                rows, recipients = _account_events(svc, watch, subs, oldest_first, now)
+                by_event = _list_subscriptions(svc, subs)
+                rows, recipients = _account_events(svc, watch, by_event, oldest_first, now)
                 if lost_gap is not None:
-                    more_rows, more_recipients = _gap_events(svc, watch, subs, lost_gap, now)
+                    more_rows, more_recipients = _gap_events(watch, by_event, lost_gap, now)
                     rows, recipients = rows + more_rows, recipients + more_recipients
                 inserted = store_events(conn, dialect, rows, now, recipients=recipients, counts=counts)
     except BaseException:
