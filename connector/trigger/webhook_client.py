@@ -128,6 +128,21 @@ class _Protocol(asyncio.Protocol):
         self._wake("writing")
 
 
+async def _until(protocol: "_Protocol", slot: str, done, timeout: float | None, expired: Exception) -> None:
+    """Wait until ``done()``, woken through the future the protocol's callbacks resolve
+    (``protocol.reading`` or ``protocol.writing``: ``slot``); ``expired`` past ``timeout``."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not done():
+                setattr(protocol, slot, asyncio.get_running_loop().create_future())
+                try:
+                    await getattr(protocol, slot)
+                finally:
+                    setattr(protocol, slot, None)
+    except TimeoutError:
+        raise expired from None
+
+
 class _Stream(httpcore.AsyncNetworkStream):
     """One connection as httpcore's network stream, over an asyncio transport. The attempt's
     deadline (``asyncio.timeout_at`` in :meth:`WebhookClient.post`) cancels any wait here."""
@@ -147,16 +162,8 @@ class _Stream(httpcore.AsyncNetworkStream):
             except httpcore.WriteError:   # as httpcore does: a receiver may answer and close before
                 pass                      # reading all of a request; its answer is read if it came
         if not protocol.buffer and not protocol.eof:
-            try:
-                async with asyncio.timeout(timeout):
-                    while not protocol.buffer and not protocol.eof:
-                        protocol.reading = asyncio.get_running_loop().create_future()
-                        try:
-                            await protocol.reading
-                        finally:
-                            protocol.reading = None
-            except TimeoutError:
-                raise httpcore.ReadTimeout("timed out reading") from None
+            await _until(protocol, "reading", lambda: protocol.buffer or protocol.eof, timeout,
+                         httpcore.ReadTimeout("timed out reading"))
         buffer = protocol.buffer
         if buffer:
             data = bytes(buffer[:max_bytes])
@@ -185,16 +192,8 @@ class _Stream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteError("connection closed") from protocol.error
         self.transport.write(buffer)
         if protocol.paused:
-            try:
-                async with asyncio.timeout(timeout):
-                    while protocol.paused:
-                        protocol.writing = asyncio.get_running_loop().create_future()
-                        try:
-                            await protocol.writing
-                        finally:
-                            protocol.writing = None
-            except TimeoutError:
-                raise httpcore.WriteTimeout("timed out writing") from None
+            await _until(protocol, "writing", lambda: not protocol.paused, timeout,
+                         httpcore.WriteTimeout("timed out writing"))
             if protocol.error is not None:
                 raise httpcore.WriteError(str(protocol.error) or "connection lost") from protocol.error
 
