@@ -48,26 +48,12 @@ def most_at_once(connections: list, timeout: float) -> int:
     return max((sum(1 for o, c in spans if o <= t < c) for t, _ in spans), default=0)
 
 
-class NeverAnswers:
-    """Receivers that take the connection and never answer: listening sockets on ``address``
-    that are never accepted (the request sits unread), one per hook."""
-
-    def __init__(self, address: str, count: int):
-        import socket
-        self.socks = [socket.create_server((address, 0), backlog=64) for _ in range(count)]
-        self.urls = [f"http://{address}:{s.getsockname()[1]}/hook" for s in self.socks]
-
-    def close(self):
-        for sock in self.socks:
-            sock.close()
-
-
 def run(quick: bool = False, hostile_keys: int = 10, hooks_each: int = 20) -> dict:
     from connector.app import create_app
     from connector.config import Settings
     from connector.trigger.tables import events, watches
     from tests.fakes import FakeDumpling, FakeWorld
-    from tests.trigger_kit import BadReceiver, peak_rss_mb
+    from tests.trigger_kit import BadReceiver, NeverAnswers, peak_rss_mb
 
     rounds, burst = (1, 10) if quick else (8, 50)
     timeout = 5 if quick else 15

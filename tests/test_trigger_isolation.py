@@ -5,7 +5,6 @@ receiver."""
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import time
 from collections import Counter
@@ -19,7 +18,8 @@ from tests.test_trigger_worker import log_of, start_worker, subscribe, wait_for,
 from connector.store import Store
 from connector.trigger.deliver import claim_due_deliveries
 from connector.trigger.tables import deliveries, events, subscriptions, watches
-from tests.trigger_kit import BadReceiver, Receiver, make_due, peak_rss_mb, trigger_settings, verify
+from tests.trigger_kit import (BadReceiver, NeverAnswers, Receiver, make_due, peak_rss_mb, trigger_settings,
+                               verify)
 
 TIMEOUT = 6      # CONNECTOR_DELIVERY_TIMEOUT of the worker under test (s)
 
@@ -85,20 +85,6 @@ def test_a_dripping_or_endless_receiver_stalls_nobody_else(serve, sqlite_url, tm
         assert {d["statusCode"] for d in views["endless"]["recentDeliveries"]} == {200}
         assert {d["statusCode"] for d in views["drip_body"]["recentDeliveries"]} == {200}
         assert views["drip_headers"]["lastDeliveryError"] == f"timed out after {TIMEOUT} s"
-
-
-class NeverAnswers:
-    """Receivers that take the connection and never answer: listening sockets on
-    ``address`` that are never accepted (the kernel completes each connection, the request
-    sits unread), one per hook, so each attempt waits for its deadline."""
-
-    def __init__(self, address: str, count: int):
-        self.socks = [socket.create_server((address, 0), backlog=64) for _ in range(count)]
-        self.urls = [f"http://{address}:{s.getsockname()[1]}/hook" for s in self.socks]
-
-    def close(self):
-        for sock in self.socks:
-            sock.close()
 
 
 def p99(values: list[float]) -> float:

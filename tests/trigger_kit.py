@@ -8,6 +8,7 @@ or ``(status, headers, body)`` (200 by default).
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -144,6 +145,20 @@ def receivers():
 def watch_row(svc):
     with svc.store.connect() as conn:
         return conn.execute(sa.select(watches)).mappings().first()
+
+
+class NeverAnswers:
+    """Receivers that take the connection and never answer: listening sockets on
+    ``address`` that are never accepted (the kernel completes each connection, the request
+    sits unread), one per hook, so each attempt waits for its deadline."""
+
+    def __init__(self, address: str, count: int):
+        self.socks = [socket.create_server((address, 0), backlog=64) for _ in range(count)]
+        self.urls = [f"http://{address}:{s.getsockname()[1]}/hook" for s in self.socks]
+
+    def close(self):
+        for sock in self.socks:
+            sock.close()
 
 
 class BadReceiver:
